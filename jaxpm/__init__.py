@@ -1,0 +1,20 @@
+"""jaxpm: a distributed, differentiable particle-mesh N-body engine in JAX.
+
+Data flow: config -> Domain -> Cosmology -> ics -> lpt -> steppers -> observables -> io.
+"""
+
+from .cosmology import Cosmology, EisensteinHu, TabulatedPower, growth_table
+from .domain import Domain
+from .errors import ConfigError
+from .forces import ForceSpec, density, pm_forces
+from .ics import linear_field, linear_field_from_seed, white_noise
+from .lpt import lpt
+from .simulation import Snapshot, simulate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cosmology", "EisensteinHu", "TabulatedPower", "growth_table", "Domain", "ConfigError", "ForceSpec",
+    "density", "pm_forces", "linear_field", "linear_field_from_seed", "white_noise", "lpt", "Snapshot",
+    "simulate", "__version__",
+]

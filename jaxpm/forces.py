@@ -1,0 +1,88 @@
+"""Particle-mesh gravity: density on the force mesh and the force at the particles.
+
+The raw PM force returned here is ``F = -grad lap^{-1} delta`` [Mpc/h] (density contrast delta on the
+force mesh); the equations of motion (see :mod:`jaxpm.steppers`) are
+
+    dx/da = p / (a^3 E(a)),     dp/da = 1.5 Omega_m F / (a^2 E(a)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from . import fourier
+from .domain import Domain
+from .errors import ConfigError
+from .painting import paint, readout, scheme_order
+
+__all__ = ["ForceSpec", "density", "pm_forces", "force_from_density"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ForceSpec:
+    """Numerical choices of the PM force.
+
+    Attributes:
+        paint: mass assignment for painting and reading ("ngp", "cic", "tsc").
+        gradient: "exact" (i k), "fd2" or "fd4" finite differences (see :mod:`jaxpm.fourier`).
+        laplace: "exact" (-k^2) or "fd2".
+        compensate: divide the density by the window of painting *and* reading (W(k)^2); None
+            (default) means "only when B = 1".
+
+    Why these defaults (measured, 64^3 particles in 512 Mpc/h, sigma8 = 0.01, 5 FastPM steps from
+    a = 0.1; growth of P(k) over the linear prediction at k = 0.016 / 0.027 / 0.038 / 0.050 h/Mpc):
+
+    ====  =======================  ===================================
+    B     kernels                  P_final / P_linear-growth
+    ====  =======================  ===================================
+    1     exact, exact, no comp.   0.994 0.981 0.965 0.941
+    1     exact, exact, comp.      0.999 0.997 0.995 0.990
+    1     fd4, fd2, comp.          1.001 1.002 1.004 1.005  (default)
+    2     exact, fd2, no comp.     1.076 1.122 1.180 1.218
+    2     fd4, fd2, comp.          1.007 1.020 1.041 1.061
+    2     fd4, fd2, no comp.       1.000 1.000 1.001 1.000  (default)
+    ====  =======================  ===================================
+    """
+
+    paint: str = "cic"
+    gradient: str = "fd4"
+    laplace: str = "fd2"
+    compensate: bool | None = None
+
+    def __post_init__(self):
+        scheme_order(self.paint)
+        if self.gradient not in fourier.GRADIENTS:
+            raise ConfigError("gradient", self.gradient, " or ".join(fourier.GRADIENTS))
+        if self.laplace not in fourier.LAPLACIANS:
+            raise ConfigError("laplace", self.laplace, " or ".join(fourier.LAPLACIANS))
+
+
+def density(domain: Domain, dx: jax.Array, scheme: str = "cic") -> jax.Array:
+    """Density in units of the mean, 1 + delta, on the force mesh (``domain.mesh_shape``).
+
+    Each particle carries mass B^3, so the mesh mean is exactly 1.
+    """
+    pos = domain.to_mesh_units(dx)
+    return paint(domain.mesh_shape, pos, float(domain.B**3), scheme)
+
+
+def force_from_density(domain: Domain, rho: jax.Array, spec: ForceSpec = ForceSpec()) -> jax.Array:
+    """Force meshes, shape (3,) + mesh_shape: ``F_i = -d_i lap^{-1} delta`` [Mpc/h]."""
+    shape, cell = domain.mesh_shape, domain.cell_size
+    kvec = fourier.kvectors(shape, domain.box, domain.real_dtype)
+    delta_k = fourier.rfftn(rho)
+    if (domain.B == 1) if spec.compensate is None else spec.compensate:
+        delta_k = delta_k / fourier.mass_assignment_window(kvec, cell, scheme_order(spec.paint)) ** 2
+    pot_k = delta_k * fourier.inverse_laplace(kvec, cell, spec.laplace)
+    return jnp.stack([fourier.irfftn(-fourier.gradient_kernel(kvec, cell, i, spec.gradient) * pot_k, shape) for i in range(3)])
+
+
+def pm_forces(domain: Domain, dx: jax.Array, spec: ForceSpec = ForceSpec()) -> jax.Array:
+    """PM force ``F = -grad lap^{-1} delta`` [Mpc/h] at each particle, same shape as ``dx``."""
+    pos = domain.to_mesh_units(dx)
+    rho = paint(domain.mesh_shape, pos, float(domain.B**3), spec.paint)
+    forces = force_from_density(domain, rho, spec)
+    return readout(forces, pos, spec.paint).astype(dx.dtype)

@@ -1,0 +1,162 @@
+"""Power spectra and friends: P(k), multipoles, cross-power, r(k), transfer function.
+
+Convention: for a field on N_c cells in volume V, ``P(k) = V / N_c^2 <|delta_k|^2>`` [(Mpc/h)^3]
+(numpy FFT convention, see :mod:`jaxpm.fourier`), averaged over all modes in a shell of |k|
+[h/Mpc]. Each rfft mode is weighted by how many full-FFT modes it stands for (2, except the kz = 0
+and kz = Nyquist planes), so results equal a full-FFT estimate exactly.
+
+Binning: by default linear bins of width k_F = 2 pi / L from k_F/2 to the Nyquist frequency of the
+mesh; ``k`` returned is the mode-weighted mean |k| of each bin (bins with no modes are dropped).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import fourier
+from .errors import ConfigError
+from .painting import scheme_order
+
+__all__ = ["PowerSpectrum", "default_k_edges", "power_spectrum", "cross_power", "cross_correlation",
+           "transfer_function", "shot_noise"]
+
+
+class PowerSpectrum(NamedTuple):
+    """Binned spectrum: ``k`` [h/Mpc], ``power`` [(Mpc/h)^3] (shape (n_ell, n_bins) for multipoles,
+    else (n_bins,)), ``n_modes`` per bin (full-FFT count)."""
+
+    k: np.ndarray | jax.Array
+    power: np.ndarray | jax.Array
+    n_modes: np.ndarray | jax.Array
+
+
+def default_k_edges(shape, box) -> np.ndarray:
+    kf = 2 * math.pi / max(box)
+    knyq = min(math.pi * n / L for n, L in zip(shape, box))
+    return np.arange(0.5 * kf, knyq + 1e-9 * kf, kf)
+
+
+def shot_noise(box, n_particles: int) -> float:
+    """Poisson shot noise V / N [(Mpc/h)^3] of ``n_particles`` equal-mass tracers."""
+    return float(np.prod(box)) / n_particles
+
+
+def _modes(shape, box, dtype):
+    kvec = fourier.kvectors(shape, box, dtype)
+    kmod = fourier.kmodulus(kvec)
+    nz = shape[2]
+    iz = jnp.arange(nz // 2 + 1)
+    wz = jnp.where((iz == 0) | ((nz % 2 == 0) & (iz == nz // 2)), 1.0, 2.0).astype(dtype)
+    weight = jnp.broadcast_to(wz.reshape(1, 1, -1), kmod.shape)
+    return kvec, kmod, weight
+
+
+def _compensated_k(field, box, compensate):
+    shape = field.shape
+    fk = fourier.rfftn(field)
+    if compensate:
+        kvec = fourier.kvectors(shape, box, field.dtype)
+        cell = tuple(L / n for L, n in zip(box, shape))
+        fk = fk / fourier.mass_assignment_window(kvec, cell, scheme_order(compensate))
+    return fk
+
+
+def _bin(values, kmod, weight, edges, ells=None, mu=None):
+    """Weighted shell averages of ``values`` (per rfft mode) in bins ``edges``."""
+    nb = len(edges) - 1
+    idx = jnp.digitize(kmod.ravel(), jnp.asarray(edges, kmod.dtype)) - 1
+    valid = (idx >= 0) & (idx < nb)
+    idx = jnp.where(valid, idx, nb)  # overflow bin, dropped
+    w = weight.ravel() * valid
+    counts = jnp.zeros(nb + 1, kmod.dtype).at[idx].add(w)[:nb]
+    ksum = jnp.zeros(nb + 1, kmod.dtype).at[idx].add(w * kmod.ravel())[:nb]
+    if ells is None:
+        psum = jnp.zeros(nb + 1, values.dtype).at[idx].add(w * values.ravel())[:nb]
+    else:
+        leg = [_legendre(ell, mu.ravel()) for ell in ells]
+        psum = jnp.stack([(2 * ell + 1) * jnp.zeros(nb + 1, values.dtype).at[idx].add(w * values.ravel() * L)[:nb]
+                          for ell, L in zip(ells, leg)])
+    safe = jnp.where(counts > 0, counts, 1.0)
+    return ksum / safe, psum / safe, counts
+
+
+def _legendre(ell, mu):
+    if ell == 0:
+        return jnp.ones_like(mu)
+    if ell == 2:
+        return 0.5 * (3 * mu**2 - 1)
+    if ell == 4:
+        return (35 * mu**4 - 30 * mu**2 + 3) / 8
+    raise ConfigError("multipoles", ell, "0, 2 or 4")
+
+
+def power_spectrum(field, box, *, field2=None, k_edges=None, compensate: str | None = None,
+                   shot_noise: float = 0.0, los: int | None = None, multipoles=(0, 2, 4),
+                   drop_empty: bool = True) -> PowerSpectrum:
+    """Binned (cross-)power spectrum of real 3D fields in a periodic box [Mpc/h].
+
+    Args:
+        field: density contrast (or any real field) on a mesh.
+        box: box side length(s) [Mpc/h].
+        field2: second field for the cross-power Re<delta1 delta2*> (default: auto-power).
+        k_edges: bin edges [h/Mpc] (default :func:`default_k_edges`).
+        compensate: mass-assignment scheme ("ngp", "cic", "tsc") whose window to divide out.
+        shot_noise: constant [(Mpc/h)^3] subtracted from the monopole (e.g. :func:`shot_noise`).
+        los: line-of-sight axis (0, 1 or 2) for multipoles; None for the angle average.
+        multipoles: the ells returned when ``los`` is given (0, 2, 4).
+        drop_empty: remove bins without modes (needs concrete values; set False under jit).
+    """
+    field = jnp.asarray(field)
+    box = tuple(float(b) for b in np.broadcast_to(np.asarray(box, dtype=float), (3,)))
+    shape = field.shape
+    if len(shape) != 3:
+        raise ConfigError("field", f"array of shape {shape}", "a 3D mesh")
+    if field2 is not None and jnp.shape(field2) != shape:
+        raise ConfigError("field2", f"array of shape {jnp.shape(field2)}", f"the shape of field, {shape}")
+    if los not in (None, 0, 1, 2):
+        raise ConfigError("los", los, "0, 1, 2 or None")
+    edges = default_k_edges(shape, box) if k_edges is None else np.asarray(k_edges, dtype=float)
+    kvec, kmod, weight = _modes(shape, box, field.dtype)
+    f1 = _compensated_k(field, box, compensate)
+    f2 = f1 if field2 is None else _compensated_k(jnp.asarray(field2, field.dtype), box, compensate)
+    n_cells = math.prod(shape)
+    norm = math.prod(box) / n_cells**2
+    values = (f1 * jnp.conj(f2)).real * norm
+    if los is None:
+        k, p, counts = _bin(values, kmod, weight, edges)
+        p = p - shot_noise
+    else:
+        mu = kvec[los] / jnp.where(kmod > 0, kmod, 1.0)
+        mu = jnp.broadcast_to(mu, kmod.shape)
+        k, p, counts = _bin(values, kmod, weight, edges, tuple(multipoles), mu)
+        if 0 in multipoles:
+            p = p.at[list(multipoles).index(0)].add(-shot_noise)
+    if drop_empty and not isinstance(counts, jax.core.Tracer):
+        keep = np.asarray(counts) > 0
+        return PowerSpectrum(np.asarray(k)[keep], np.asarray(p)[..., keep], np.asarray(counts)[keep])
+    return PowerSpectrum(k, p, counts)
+
+
+def cross_power(field1, field2, box, **kw) -> PowerSpectrum:
+    """Cross-power spectrum Re<delta1 delta2*> [(Mpc/h)^3]; keywords as :func:`power_spectrum`."""
+    return power_spectrum(field1, box, field2=field2, **kw)
+
+
+def cross_correlation(field1, field2, box, **kw):
+    """``(k, r(k))`` with ``r = P12 / sqrt(P11 P22)`` (1 for identical fields up to a factor)."""
+    p12 = cross_power(field1, field2, box, **kw)
+    p11 = power_spectrum(field1, box, **kw)
+    p22 = power_spectrum(field2, box, **kw)
+    return p12.k, p12.power / jnp.sqrt(p11.power * p22.power)
+
+
+def transfer_function(field, reference, box, **kw):
+    """``(k, T(k))`` with ``T = sqrt(P_field / P_reference)``."""
+    p1 = power_spectrum(field, box, **kw)
+    p2 = power_spectrum(reference, box, **kw)
+    return p1.k, jnp.sqrt(p1.power / p2.power)

@@ -1,0 +1,104 @@
+"""Shared pieces of the time steppers: the state, the stepper triple, time grids and the driver.
+
+Every stepper is a triple of pure functions (blackjax style):
+
+    state  = stepper.init(dx, p, a)                  # PMState at a
+    coeffs = stepper.coefficients(a_grid)            # per-step factors, leading axis = steps
+    state  = stepper.step(state, coeffs_i)           # one step, one force evaluation
+
+and :func:`integrate` scans any of them with ``lax.scan`` (sharding-preserving, differentiable).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = ["PMState", "Stepper", "integrate", "time_grid", "SPACINGS"]
+
+SPACINGS = ("a", "loga", "growth")
+
+
+class PMState(NamedTuple):
+    """Particle state at scale factor ``a``.
+
+    dx: displacement from the Lagrangian lattice [Mpc/h], shape particles + (3,).
+    p: canonical momentum p = a^2 dx/dt / H0 [Mpc/h] (peculiar velocity = 100 p / a km/s).
+    force: raw PM force -grad lap^{-1} delta at the particles [Mpc/h] (kept so that KDK needs one
+        force evaluation per step).
+    a: scale factor (scalar array).
+    """
+
+    dx: jax.Array
+    p: jax.Array
+    force: jax.Array
+    a: jax.Array
+
+
+class Stepper(NamedTuple):
+    name: str
+    init: Callable
+    coefficients: Callable
+    step: Callable
+
+
+def integrate(stepper: Stepper, state: PMState, a_grid, progress: Callable | None = None, step_offset: int = 0, total_steps: int | None = None) -> PMState:
+    """Advance ``state`` along ``a_grid`` (a_grid[0] must be the state's a) with ``lax.scan``.
+
+    ``progress(i, n)`` is called from the host as each step finishes (``jax.debug.callback``), with
+    ``i`` counted from ``step_offset`` and ``n`` = ``total_steps``.
+    """
+    a_grid = np.asarray(a_grid, dtype=np.float64)
+    n = len(a_grid) - 1
+    if n == 0:
+        return state
+    coeffs = stepper.coefficients(a_grid)
+    total = total_steps if total_steps is not None else n
+    idx = jnp.arange(n) + step_offset
+
+    def body(s, xs):
+        c, i = xs
+        s = stepper.step(s, c)
+        if progress is not None:
+            jax.debug.callback(lambda ii, aa: progress(int(ii) + 1, total, float(aa)), i, s.a, ordered=True)
+        return s, None
+
+    state, _ = jax.lax.scan(body, state, (coeffs, idx))
+    return state
+
+
+def time_grid(a_init: float, a_out, n_steps: int, spacing: str = "a", growth_fn: Callable | None = None):
+    """Step boundaries from ``a_init`` to ``max(a_out)``: ``n_steps`` uniform steps in a, ln a or D1,
+    with every output time inserted as an extra boundary if it is not already one.
+
+    Returns ``(grid, out_index)``: the boundaries (numpy float64, increasing) and, for each entry of
+    ``a_out``, its index in ``grid``. ``growth_fn(a) -> D1`` (numpy) is needed for spacing "growth".
+    """
+    a_out = np.atleast_1d(np.asarray(a_out, dtype=np.float64))
+    if spacing not in SPACINGS:
+        raise ConfigError("spacing", spacing, " or ".join(SPACINGS))
+    if n_steps < 1:
+        raise ConfigError("steps", n_steps, "an integer >= 1")
+    a_end = float(a_out.max())
+    if spacing == "a":
+        base = np.linspace(a_init, a_end, n_steps + 1)
+    elif spacing == "loga":
+        base = np.exp(np.linspace(np.log(a_init), np.log(a_end), n_steps + 1))
+    else:
+        if growth_fn is None:
+            raise ConfigError("spacing", spacing, "'a' or 'loga' unless a growth function is given")
+        a_dense = np.exp(np.linspace(np.log(a_init), np.log(a_end), 4097))
+        d_dense = np.asarray(growth_fn(a_dense), dtype=np.float64)
+        base = np.interp(np.linspace(d_dense[0], d_dense[-1], n_steps + 1), d_dense, a_dense)
+        base[0], base[-1] = a_init, a_end
+    grid = np.array(base)
+    for a in a_out:
+        if np.min(np.abs(grid - a)) > 1e-9 * a:
+            grid = np.sort(np.append(grid, a))
+    out_index = [int(np.argmin(np.abs(grid - a))) for a in a_out]
+    return grid, out_index
