@@ -1,0 +1,186 @@
+"""Simulation configuration: one flat schema shared by the command line and TOML files.
+
+Every key of a TOML config is the long name of a command-line flag (``a_init`` or ``a-init``); a
+``[cosmology]`` table may hold the cosmological parameters. Flags given on the command line override
+the file. :meth:`SimConfig.validate` checks everything before any JAX compilation happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from pathlib import Path
+
+from .cosmology import Cosmology, EisensteinHu, TabulatedPower, check_parameters
+from .domain import Domain, validate as validate_domain
+from .errors import ConfigError
+from .forces import ForceSpec
+from .fourier import GRADIENTS, LAPLACIANS
+from .painting import SCHEMES
+from .simulation import ALL_STEPPERS
+from .steppers import SPACINGS
+
+__all__ = ["SimConfig", "load_toml"]
+
+_COSMO_KEYS = ("Omega_m", "Omega_b", "h", "n_s", "sigma8", "w0", "wa")
+
+
+@dataclasses.dataclass
+class SimConfig:
+    """All settings of a run (defaults: the reference run of ``python -m jaxpm simulate``)."""
+
+    particles: int = 64
+    B: int = 1
+    box: float = 128.0
+    steps: int = 10
+    stepper: str = "fastpm"
+    spacing: str = "a"
+    lpt_order: int = 2
+    a_init: float = 0.1
+    z: tuple = (0.0,)
+    seed: int = 0
+    paint: str = "cic"
+    gradient: str = "fd4"
+    laplace: str = "fd2"
+    compensate: str = "auto"
+    dtype: str = "float32"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    power_table: str | None = None
+    Omega_m: float = Cosmology.Omega_m
+    Omega_b: float = Cosmology.Omega_b
+    h: float = Cosmology.h
+    n_s: float = Cosmology.n_s
+    sigma8: float = Cosmology.sigma8
+    w0: float = Cosmology.w0
+    wa: float = Cosmology.wa
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, values: dict) -> "SimConfig":
+        """Build from a dict (TOML content or parsed flags); unknown keys are an error."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        clean = {}
+        for key, value in values.items():
+            if key == "cosmology" and isinstance(value, dict):
+                for ck, cv in value.items():
+                    clean[_key(ck, fields)] = cv
+                continue
+            clean[_key(key, fields)] = value
+        if "z" in clean:
+            clean["z"] = _parse_z(clean["z"])
+        return cls(**clean)
+
+    def updated(self, overrides: dict) -> "SimConfig":
+        merged = dataclasses.asdict(self) | {k: v for k, v in overrides.items() if v is not None}
+        return SimConfig.from_mapping(merged)
+
+    # -- checks ----------------------------------------------------------------------------------
+    def validate(self) -> "SimConfig":
+        """Raise :class:`ConfigError` (one line, naming the parameter) for the first bad value."""
+        _integer("particles", self.particles)
+        _integer("B", self.B)
+        validate_domain(self.particles, _number("box", self.box), self.B, self.dtype)
+        if _integer("steps", self.steps) < 1:
+            raise ConfigError("steps", self.steps, "an integer >= 1")
+        _choice("stepper", self.stepper, ALL_STEPPERS)
+        _choice("spacing", self.spacing, SPACINGS)
+        _choice("lpt_order", self.lpt_order, (1, 2))
+        _choice("paint", self.paint, tuple(SCHEMES))
+        _choice("gradient", self.gradient, GRADIENTS)
+        _choice("laplace", self.laplace, LAPLACIANS)
+        _choice("compensate", str(self.compensate).lower(), ("auto", "true", "false"))
+        a_init = _number("a_init", self.a_init)
+        if not 0.0 < a_init < 1.0:
+            raise ConfigError("a_init", self.a_init, "0 < a_init < 1")
+        if not self.z:
+            raise ConfigError("z", self.z, "at least one output redshift")
+        z_init = 1.0 / a_init - 1.0
+        for z in self.z:
+            if not (math.isfinite(z) and 0.0 <= z < z_init):
+                raise ConfigError("z", z, f"redshifts 0 <= z < {z_init:.4g} (after a_init = {a_init})")
+        if len(set(self.z)) != len(self.z):
+            raise ConfigError("z", list(self.z), "distinct redshifts")
+        if _integer("seed", self.seed) < 0:
+            raise ConfigError("seed", self.seed, "a non-negative integer")
+        for name in ("rtol", "atol"):
+            if not _number(name, getattr(self, name)) > 0:
+                raise ConfigError(name, getattr(self, name), "a positive number")
+        check_parameters(**{k: _number(k, getattr(self, k)) for k in _COSMO_KEYS})
+        if self.power_table is not None and not Path(self.power_table).is_file():
+            raise ConfigError("power_table", self.power_table, "an existing two-column text file (k [h/Mpc], P [(Mpc/h)^3])")
+        return self
+
+    # -- objects of the engine ---------------------------------------------------------------------
+    def domain(self) -> Domain:
+        return Domain.create(self.particles, self.box, self.B, self.dtype)
+
+    def cosmology(self) -> Cosmology:
+        power = TabulatedPower.from_file(self.power_table) if self.power_table else EisensteinHu()
+        return Cosmology(**{k: float(getattr(self, k)) for k in _COSMO_KEYS}, power=power)
+
+    def force_spec(self) -> ForceSpec:
+        comp = {"auto": None, "true": True, "false": False}[str(self.compensate).lower()]
+        return ForceSpec(paint=self.paint, gradient=self.gradient, laplace=self.laplace, compensate=comp)
+
+    @property
+    def a_out(self) -> list[float]:
+        """Output scale factors, increasing (i.e. redshifts decreasing)."""
+        return sorted(1.0 / (1.0 + z) for z in self.z)
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["z"] = list(self.z)
+        return d
+
+
+def load_toml(path: str) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("config", path, "an existing TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", path, f"valid TOML ({exc})") from None
+
+
+def _key(key, fields):
+    k = key.replace("-", "_")
+    alias = {"omega_m": "Omega_m", "omega_b": "Omega_b", "Omega-m": "Omega_m", "lpt": "lpt_order"}
+    k = alias.get(k, k)
+    if k not in fields:
+        raise ConfigError("config key", key, "one of " + ", ".join(sorted(fields)))
+    return k
+
+
+def _parse_z(value):
+    if isinstance(value, str):
+        try:
+            return tuple(float(v) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise ConfigError("z", value, "comma-separated numbers, e.g. 1,0.5,0") from None
+    if isinstance(value, (int, float)):
+        return (float(value),)
+    try:
+        return tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError("z", value, "a list of numbers") from None
+
+
+def _integer(name, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise ConfigError(name, value, "an integer")
+    return int(value)
+
+
+def _number(name, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(name, value, "a finite number")
+    return float(value)
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ConfigError(name, value, " or ".join(str(a) for a in allowed))
+    return value
