@@ -14,6 +14,9 @@ import numpy as np
 
 from .errors import ConfigError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 __all__ = ["atomic_write", "save_npy", "save_json", "prepare_output_dir", "versions", "device_info"]
 
 
@@ -29,6 +32,7 @@ def atomic_write(path, write_fn, suffix="") -> Path:
             write_fn(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

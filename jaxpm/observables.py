@@ -12,6 +12,7 @@ mesh; ``k`` returned is the mode-weighted mean |k| of each bin (bins with no mod
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -121,25 +122,32 @@ def power_spectrum(field, box, *, field2=None, k_edges=None, compensate: str | N
     if los not in (None, 0, 1, 2):
         raise ConfigError("los", los, "0, 1, 2 or None")
     edges = default_k_edges(shape, box) if k_edges is None else np.asarray(k_edges, dtype=float)
-    kvec, kmod, weight = _modes(shape, box, field.dtype)
-    f1 = _compensated_k(field, box, compensate)
-    f2 = f1 if field2 is None else _compensated_k(jnp.asarray(field2, field.dtype), box, compensate)
-    n_cells = math.prod(shape)
-    norm = math.prod(box) / n_cells**2
-    values = (f1 * jnp.conj(f2)).real * norm
-    if los is None:
-        k, p, counts = _bin(values, kmod, weight, edges)
-        p = p - shot_noise
-    else:
-        mu = kvec[los] / jnp.where(kmod > 0, kmod, 1.0)
-        mu = jnp.broadcast_to(mu, kmod.shape)
-        k, p, counts = _bin(values, kmod, weight, edges, tuple(multipoles), mu)
-        if 0 in multipoles:
-            p = p.at[list(multipoles).index(0)].add(-shot_noise)
+    if field2 is not None:
+        field2 = jnp.asarray(field2, field.dtype)
+    k, p, counts = _power_core(field, field2, box, tuple(float(e) for e in edges), compensate, shot_noise,
+                               los, tuple(multipoles) if los is not None else None)
     if drop_empty and not isinstance(counts, jax.core.Tracer):
         keep = np.asarray(counts) > 0
         return PowerSpectrum(np.asarray(k)[keep], np.asarray(p)[..., keep], np.asarray(counts)[keep])
     return PowerSpectrum(k, p, counts)
+
+
+@partial(jax.jit, static_argnames=("box", "edges", "compensate", "los", "multipoles"))
+def _power_core(field, field2, box, edges, compensate, shot_noise, los, multipoles):
+    shape = field.shape
+    kvec, kmod, weight = _modes(shape, box, field.dtype)
+    f1 = _compensated_k(field, box, compensate)
+    f2 = f1 if field2 is None else _compensated_k(field2, box, compensate)
+    norm = math.prod(box) / math.prod(shape) ** 2
+    values = (f1 * jnp.conj(f2)).real * norm
+    if los is None:
+        k, p, counts = _bin(values, kmod, weight, edges)
+        return k, p - shot_noise, counts
+    mu = jnp.broadcast_to(kvec[los] / jnp.where(kmod > 0, kmod, 1.0), kmod.shape)
+    k, p, counts = _bin(values, kmod, weight, edges, multipoles, mu)
+    if 0 in multipoles:
+        p = p.at[multipoles.index(0)].add(-shot_noise)
+    return k, p, counts
 
 
 def cross_power(field1, field2, box, **kw) -> PowerSpectrum:
