@@ -112,6 +112,8 @@ def _simulate(args) -> int:
     if cfg.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     cfg.validate()
+    # everything that can reject the input (including parsing a power table) before any folder is made
+    domain, cosmo, spec = cfg.domain(), cfg.cosmology(), cfg.force_spec()
     outdir = _prepare(args)
 
     from . import io as jio
@@ -122,7 +124,6 @@ def _simulate(args) -> int:
     from .plotting import run_figure
     from .simulation import make_time_grid, simulate
 
-    domain, cosmo, spec = cfg.domain(), cfg.cosmology(), cfg.force_spec()
     a_out = cfg.a_out
     grid, _ = make_time_grid(cosmo, cfg.a_init, a_out, cfg.steps, cfg.spacing)
     n_force = len(grid) if cfg.stepper in ("fastpm", "leapfrog") else None

@@ -78,11 +78,14 @@ class SimConfig:
 
     # -- checks ----------------------------------------------------------------------------------
     def validate(self) -> "SimConfig":
-        """Raise :class:`ConfigError` (one line, naming the parameter) for the first bad value."""
-        _integer("particles", self.particles)
-        _integer("B", self.B)
+        """Raise :class:`ConfigError` (one line, naming the parameter) for the first bad value.
+
+        Whole-number floats (``steps = 10.0`` in TOML) are accepted and stored as integers.
+        """
+        for name in ("particles", "B", "steps", "seed", "lpt_order"):
+            setattr(self, name, _integer(name, getattr(self, name)))
         validate_domain(self.particles, _number("box", self.box), self.B, self.dtype)
-        if _integer("steps", self.steps) < 1:
+        if self.steps < 1:
             raise ConfigError("steps", self.steps, "an integer >= 1")
         _choice("stepper", self.stepper, ALL_STEPPERS)
         _choice("spacing", self.spacing, SPACINGS)
@@ -102,7 +105,7 @@ class SimConfig:
                 raise ConfigError("z", z, f"redshifts 0 <= z < {z_init:.4g} (after a_init = {a_init})")
         if len(set(self.z)) != len(self.z):
             raise ConfigError("z", list(self.z), "distinct redshifts")
-        if _integer("seed", self.seed) < 0:
+        if self.seed < 0:
             raise ConfigError("seed", self.seed, "a non-negative integer")
         for name in ("rtol", "atol"):
             if not _number(name, getattr(self, name)) > 0:

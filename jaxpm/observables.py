@@ -43,8 +43,8 @@ def default_k_edges(shape, box) -> np.ndarray:
 
 
 def shot_noise(box, n_particles: int) -> float:
-    """Poisson shot noise V / N [(Mpc/h)^3] of ``n_particles`` equal-mass tracers."""
-    return float(np.prod(box)) / n_particles
+    """Poisson shot noise V / N [(Mpc/h)^3] of ``n_particles`` equal-mass tracers (box: side or sides)."""
+    return float(np.prod(np.broadcast_to(np.asarray(box, dtype=float), (3,)))) / n_particles
 
 
 def _modes(shape, box, dtype):
