@@ -371,7 +371,7 @@ def main(argv=None) -> int:
             "sizes": sizes, "B": args.B, "box_per_cell_Mpc_h": args.box_per_cell,
             "box_Mpc_h": {str(n): n * args.box_per_cell for n in sizes}, "dtype": args.dtype,
             "reps": args.reps, "reps_heavy": args.reps_heavy, "a_init": A_INIT, "a_final": 1.0,
-            "steps": N_STEPS, "stepper": "fastpm", "lpt_order": 2, "force": "cic paint/read, exact gradient and laplacian",
+            "steps": N_STEPS, "stepper": "fastpm", "lpt_order": 2, "force": repr(ForceSpec()),
             "cosmology": Cosmology().as_dict(), "seed": 0,
             "loss_for_grad": "mean(dx_final**2), gradient with respect to the linear field",
         },

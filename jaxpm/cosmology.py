@@ -59,11 +59,25 @@ class LinearPower(eqx.Module):
         return True
 
 
+def _jax_cosmo():
+    # jax_cosmo 0.1.0 warns on import under Python 3.12 (pkg_resources deprecation, invalid escapes
+    # in docstrings): noise for our users, not something they can act on.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import jax_cosmo
+
+    return jax_cosmo
+
+
 class EisensteinHu(LinearPower):
     """Eisenstein & Hu (1998) transfer function with baryon wiggles (from jax_cosmo), times k^n_s."""
 
     def shape(self, cosmo, k):
-        import jax_cosmo as jc
+        jc = _jax_cosmo()
 
         # A fresh jax_cosmo object per call: its internal ``_workspace`` cache must never outlive a trace.
         jcos = jc.Cosmology(
