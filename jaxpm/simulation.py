@@ -16,7 +16,7 @@ from .domain import Domain
 from .errors import ConfigError
 from .forces import ForceSpec
 from .lpt import lpt
-from .steppers import ADAPTIVE_SOLVERS, STEPPERS, integrate, solve_adaptive, time_grid
+from .steppers import ADAPTIVE_SOLVERS, AUTODIFF, STEPPERS, integrate, solve_adaptive, time_grid
 
 __all__ = ["Snapshot", "simulate", "make_time_grid", "ALL_STEPPERS"]
 
@@ -49,7 +49,8 @@ def make_time_grid(cosmo: Cosmology, a_init: float, a_out: Sequence[float], step
 def simulate(domain: Domain, cosmo: Cosmology, delta_lin: jax.Array, *, a_init: float = 0.1,
              a_out: Sequence[float] = (1.0,), steps: int = 10, stepper: str = "fastpm", spacing: str = "a",
              lpt_order: int = 2, force: ForceSpec = ForceSpec(), a_grid=None,
-             progress: Callable | None = None, rtol: float = 1e-5, atol: float = 1e-5) -> list[Snapshot]:
+             progress: Callable | None = None, rtol: float = 1e-5, atol: float = 1e-5,
+             autodiff: str = "checkpoint") -> list[Snapshot]:
     """Evolve the linear field ``delta_lin`` (a = 1, particle grid) to each scale factor in ``a_out``.
 
     Args:
@@ -62,6 +63,9 @@ def simulate(domain: Domain, cosmo: Cosmology, delta_lin: jax.Array, *, a_init: 
         lpt_order: 1 or 2.
         a_grid: explicit step boundaries (overrides steps/spacing); must contain every a_out.
         progress: ``progress(step, total, a)`` called on the host as steps finish.
+        autodiff: how reverse-mode gradients through the steps are taken: "checkpoint" (default),
+            "adjoint" (memory independent of the number of steps) or "store"; see
+            :func:`jaxpm.steppers.integrate`. Forward results do not depend on it.
 
     Returns:
         One :class:`Snapshot` per entry of ``a_out``.
@@ -69,6 +73,8 @@ def simulate(domain: Domain, cosmo: Cosmology, delta_lin: jax.Array, *, a_init: 
     a_out = [float(a) for a in a_out]
     if stepper not in ALL_STEPPERS:
         raise ConfigError("stepper", stepper, " or ".join(ALL_STEPPERS))
+    if autodiff not in AUTODIFF:
+        raise ConfigError("autodiff", autodiff, " or ".join(AUTODIFF))
     if any(a <= a_init for a in a_out) or sorted(a_out) != a_out:
         raise ConfigError("a_out", a_out, f"increasing scale factors after a_init = {a_init}")
     growth = growth_table(cosmo, domain.real_dtype)
@@ -89,7 +95,8 @@ def simulate(domain: Domain, cosmo: Cosmology, delta_lin: jax.Array, *, a_init: 
     state = st.init(dx, p, grid[0])
     snaps, start = [], 0
     for a, stop in zip(a_out, out_index):
-        state = integrate(st, state, grid[start:stop + 1], progress, step_offset=start, total_steps=len(grid) - 1)
+        state = integrate(st, state, grid[start:stop + 1], progress, step_offset=start, total_steps=len(grid) - 1,
+                          autodiff=autodiff)
         snaps.append(Snapshot(a, state.dx, state.p))
         start = stop
     return snaps

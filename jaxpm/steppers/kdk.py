@@ -20,11 +20,14 @@ kick ``1.5 Omega_m (a_c - a_i) / (a_i^2 E(a_i))``, drift ``(a_f - a_i) / (a_c^3 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import jax
 import jax.numpy as jnp
 
 from ..cosmology import Cosmology, E, GrowthTable, growth_table
 from ..domain import Domain
-from ..forces import ForceSpec, pm_forces
+from ..forces import ForceSpec, pm_forces, pm_forces_and_meshes, pm_forces_vjp
 from .base import PMState, Stepper
 
 __all__ = ["fastpm", "leapfrog"]
@@ -33,6 +36,13 @@ __all__ = ["fastpm", "leapfrog"]
 def _midpoints(a_grid):
     a_i, a_f = a_grid[:-1], a_grid[1:]
     return a_i, 0.5 * (a_i + a_f), a_f
+
+
+class _Drifted(NamedTuple):
+    """Mid-step of a KDK step: positions at a_f, momentum at the half step."""
+
+    dx: jax.Array
+    p: jax.Array
 
 
 def _kdk(name, domain: Domain, force_spec: ForceSpec, factors):
@@ -47,15 +57,30 @@ def _kdk(name, domain: Domain, force_spec: ForceSpec, factors):
         k1, d, k2 = factors(a_i, a_c, a_f)
         return {"a_f": a_f, "kick1": k1, "drift": d, "kick2": k2}
 
-    def step(state: PMState, c) -> PMState:
+    def pre(state: PMState, c) -> _Drifted:  # kick to the half step, drift the whole step
         dt = state.dx.dtype
         p = state.p + c["kick1"].astype(dt) * state.force
-        dx = state.dx + c["drift"].astype(dt) * p
-        f = force(dx)
-        p = p + c["kick2"].astype(dt) * f
-        return PMState(dx=dx, p=p, force=f, a=c["a_f"])
+        return _Drifted(dx=state.dx + c["drift"].astype(dt) * p, p=p)
 
-    return Stepper(name=name, init=init, coefficients=coefficients, step=step)
+    def post(mid: _Drifted, f, c) -> PMState:  # kick the second half with the new force
+        return PMState(dx=mid.dx, p=mid.p + c["kick2"].astype(mid.p.dtype) * f, force=f, a=c["a_f"])
+
+    def reverse_pre(state: PMState, c) -> _Drifted:  # undo the second kick and the drift
+        dt = state.dx.dtype
+        p = state.p - c["kick2"].astype(dt) * state.force
+        return _Drifted(dx=state.dx - c["drift"].astype(dt) * p, p=p)
+
+    def reverse_post(mid: _Drifted, f, c, a_prev) -> PMState:  # undo the first kick
+        return PMState(dx=mid.dx, p=mid.p - c["kick1"].astype(mid.p.dtype) * f, force=f, a=a_prev)
+
+    def step(state: PMState, c) -> PMState:
+        mid = pre(state, c)
+        return post(mid, force(mid.dx), c)
+
+    return Stepper(name=name, init=init, coefficients=coefficients, step=step,
+                   force_meshes=lambda dx: pm_forces_and_meshes(domain, dx, force_spec),
+                   force_vjp=lambda dx, meshes, ct: pm_forces_vjp(domain, dx, meshes, ct, force_spec),
+                   pre=pre, post=post, reverse_pre=reverse_pre, reverse_post=reverse_post)
 
 
 def fastpm(domain: Domain, cosmo: Cosmology, force_spec: ForceSpec = ForceSpec(), growth: GrowthTable | None = None):

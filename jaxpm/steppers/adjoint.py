@@ -1,0 +1,101 @@
+"""Reverse-time adjoint of the symplectic steppers: gradients in memory independent of the steps.
+
+The forward pass keeps only the final state. The backward pass runs the steps backwards,
+reconstructing each earlier state from the later one (the KDK steps are exactly invertible in exact
+arithmetic), and carries the cotangents through each step with its vector-Jacobian product, as pmwd
+does. Memory: the state, its cotangent and one set of force meshes, whatever the number of steps.
+
+Cost of the backward pass per step: one force evaluation (to reconstruct the earlier state, which
+also yields the force meshes needed next) and one hand-written force VJP
+(:func:`jaxpm.forces.pm_forces_vjp`, about one more force), so a gradient costs about three forward
+runs. The reconstruction is exact only up to rounding. Measured (jax 0.10.2, CPU; tests/test_adjoint.py):
+
+=========================================  =========  =========
+32^3 in 128 Mpc/h, FastPM a = 0.02 -> 1      float64    float32
+=========================================  =========  =========
+forward then backward, rms dx error [1]     8e-15      5e-6 (10-40 steps: 4e-6 - 5e-6)
+forward then backward, rms p error [2]      8e-13      5e-4 (10-40 steps: 6e-4 - 4e-4)
+adjoint vs autodiff gradient, rms / std     5e-16      3e-7 (32^3, 10 steps; pmwd reports 2.7e-3)
+=========================================  =========  =========
+
+[1] relative to the rms distance travelled; [2] relative to the rms initial momentum.
+
+A stepper supports the adjoint if it provides ``pre``, ``post``, ``reverse_pre`` and
+``reverse_post``, ``force_meshes`` and ``force_vjp`` (see :class:`jaxpm.steppers.base.Stepper`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .base import PMState, Stepper
+
+__all__ = ["integrate_adjoint"]
+
+
+def integrate_adjoint(stepper: Stepper, state: PMState, a_grid, progress=None, step_offset: int = 0,
+                      total_steps: int | None = None) -> PMState:
+    """Like :func:`jaxpm.steppers.integrate`, with a reverse-time adjoint for reverse-mode autodiff."""
+    if stepper.reverse_pre is None or stepper.force_vjp is None:
+        raise ValueError(f"stepper {stepper.name!r} has no reverse step: use autodiff='checkpoint'")
+    a_grid = np.asarray(a_grid, dtype=np.float64)
+    if len(a_grid) < 2:
+        return state
+    coeffs = stepper.coefficients(a_grid)
+    a_prev = jnp.asarray(a_grid[:-1], state.dx.dtype)
+    run = _make_adjoint_scan(stepper, progress, step_offset,
+                             total_steps if total_steps is not None else len(a_grid) - 1)
+    return run(state, coeffs, a_prev)
+
+
+def _make_adjoint_scan(stepper, progress, offset, total):
+    force_meshes, force_vjp = stepper.force_meshes, stepper.force_vjp
+
+    def forward(state, coeffs, a_prev):
+        n = a_prev.shape[0]
+
+        def body(s, xs):
+            c, i = xs
+            s = stepper.step(s, c)
+            if progress is not None:
+                jax.debug.callback(lambda ii, aa: progress(int(ii) + 1, total, float(aa)), i, s.a, ordered=True)
+            return s, None
+
+        out, _ = jax.lax.scan(body, state, (coeffs, jnp.arange(n) + offset))
+        return out
+
+    @jax.custom_vjp
+    def run(state, coeffs, a_prev):
+        return forward(state, coeffs, a_prev)
+
+    def run_fwd(state, coeffs, a_prev):
+        out = forward(state, coeffs, a_prev)
+        return out, (out, coeffs, a_prev)
+
+    def run_bwd(res, ct):
+        out, coeffs, a_prev = res
+        _, meshes = force_meshes(out.dx)
+
+        def back(carry, xs):
+            s_next, lam_next, meshes_next = carry
+            c, a_p = xs
+            # reconstruct the earlier state (one force evaluation, which also gives its meshes)
+            r = stepper.reverse_pre(s_next, c)
+            f_prev, meshes_prev = force_meshes(r.dx)
+            s_prev = stepper.reverse_post(r, f_prev, c, a_p)
+            # cotangents through post, the force at the later positions, and pre
+            mid, vjp_pre = jax.vjp(stepper.pre, s_prev, c)
+            _, vjp_post = jax.vjp(stepper.post, mid, s_next.force, c)
+            lam_mid, lam_f, lam_c_post = vjp_post(lam_next)
+            lam_mid = lam_mid._replace(dx=lam_mid.dx + force_vjp(s_next.dx, meshes_next, lam_f))
+            lam_prev, lam_c_pre = vjp_pre(lam_mid)
+            lam_c = jax.tree_util.tree_map(jnp.add, lam_c_pre, lam_c_post)
+            return (s_prev, lam_prev, meshes_prev), lam_c
+
+        (_, lam0, _), lam_coeffs = jax.lax.scan(back, (out, ct, meshes), (coeffs, a_prev), reverse=True)
+        return lam0, lam_coeffs, jnp.zeros_like(a_prev)
+
+    run.defvjp(run_fwd, run_bwd)
+    return run
