@@ -19,7 +19,7 @@ from .forces import ForceSpec
 from .fourier import GRADIENTS, LAPLACIANS
 from .painting import SCHEMES
 from .simulation import ALL_STEPPERS
-from .steppers import SPACINGS
+from .steppers import AUTODIFF, SPACINGS
 
 __all__ = ["SimConfig", "load_toml"]
 
@@ -45,6 +45,8 @@ class SimConfig:
     laplace: str = "fd2"
     compensate: str = "auto"
     dtype: str = "float32"
+    autodiff: str = "checkpoint"
+    grad: bool = False
     rtol: float = 1e-5
     atol: float = 1e-5
     power_table: str | None = None
@@ -94,6 +96,11 @@ class SimConfig:
         _choice("gradient", self.gradient, GRADIENTS)
         _choice("laplace", self.laplace, LAPLACIANS)
         _choice("compensate", str(self.compensate).lower(), ("auto", "true", "false"))
+        _choice("autodiff", self.autodiff, AUTODIFF)
+        if not isinstance(self.grad, bool):
+            raise ConfigError("grad", self.grad, "true or false")
+        if self.grad and self.stepper not in ("fastpm", "leapfrog"):
+            raise ConfigError("grad", self.grad, f"false with the adaptive stepper {self.stepper!r} (gradients need fastpm or leapfrog)")
         a_init = _number("a_init", self.a_init)
         if not 0.0 < a_init < 1.0:
             raise ConfigError("a_init", self.a_init, "0 < a_init < 1")

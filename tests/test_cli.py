@@ -377,3 +377,26 @@ def test_float64_run(tmp_path):
     # float64 carries more than float32's 7 digits: the contrast sums to zero to ~1e-12
     assert abs(delta.mean()) < 1e-12
     assert np.all(np.isfinite(delta)) and delta.std() > 0.1
+
+
+def test_grad_option_adjoint_equals_checkpoint(tmp_path):
+    vals = {}
+    for ad in ("adjoint", "checkpoint"):
+        out, _ = cli(["simulate", *SMALL, "--grad", "--autodiff", ad, "--out", ad, "--quiet"], tmp_path)
+        assert out.returncode == 0, out.stderr
+        s = json.loads((tmp_path / ad / "summary.json").read_text())
+        vals[ad] = s["gradient"]
+        assert (tmp_path / ad / "grad_noise.npy").exists() and s["gradient"]["autodiff"] == ad
+    a, c = vals["adjoint"], vals["checkpoint"]
+    for key in ("value", "d_Omega_m", "d_sigma8", "d_noise_rms"):
+        assert abs(a[key] / c[key] - 1) < 1e-4, (key, a[key], c[key])
+    # against a central finite difference of the loss over two more runs (sigma8 +- 0.01)
+    loss = {}
+    for sign in (1, -1):
+        name = f"fd{sign}"
+        out, _ = cli(["simulate", *SMALL, "--grad", "--sigma8", str(0.8102 + sign * 0.01), "--out", name, "--quiet",
+                      "--no-fields"], tmp_path)
+        assert out.returncode == 0, out.stderr
+        loss[sign] = json.loads((tmp_path / name / "summary.json").read_text())["gradient"]["value"]
+    fd = (loss[1] - loss[-1]) / 0.02
+    assert abs(c["d_sigma8"] / fd - 1) < 0.02, (c["d_sigma8"], fd)
