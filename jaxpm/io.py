@@ -96,7 +96,8 @@ def versions() -> dict:
     try:
         here = Path(__file__).resolve().parent
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        out["git_commit"] = commit.stdout.strip() or None
+        sha = commit.stdout.strip()
+        out["git_commit"] = sha if commit.returncode == 0 and len(sha) == 40 else None
     except (OSError, subprocess.SubprocessError):
         out["git_commit"] = None
     return out
