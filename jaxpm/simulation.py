@@ -41,8 +41,9 @@ def make_time_grid(cosmo: Cosmology, a_init: float, a_out: Sequence[float], step
     if spacing == "growth":
         if any(isinstance(getattr(cosmo, n), jax.core.Tracer) for n in ("Omega_m", "w0", "wa")):
             raise ConfigError("spacing", spacing, "'a' or 'loga' when the cosmology is traced (or pass a_grid)")
-        g = growth_table(cosmo)
-        growth_fn = lambda a: np.asarray(g.D1(a))
+        def growth_fn(a):  # concrete even inside jax.jit (the grid is static)
+            with jax.ensure_compile_time_eval():
+                return np.asarray(growth_table(cosmo).D1(a))
     return time_grid(a_init, a_out, steps, spacing, growth_fn)
 
 
@@ -96,7 +97,8 @@ def simulate(domain: Domain, cosmo: Cosmology, delta_lin: jax.Array, *, a_init: 
         psi1, _ = lpt_displacements(domain, delta_lin, 1)
         state = bullfrog_from_rest(domain, cosmo, psi1, grid[1], force, growth)
         if progress is not None:
-            jax.debug.callback(lambda aa: progress(1, len(grid) - 1, float(aa)), state.a, ordered=True)
+            total = len(grid) - 1
+            jax.debug.callback(lambda aa: progress(1, total, float(aa)), state.a, ordered=True)
         grid, out_index = grid[1:], [i - 1 for i in out_index]
         offset = 1
     else:
