@@ -119,6 +119,7 @@ def compare(delta, delta_ref, p_ref, edges, box, tol):
 
 
 def main(argv=None):
+    t_start = time.perf_counter()
     args = parse_args(argv)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -211,9 +212,12 @@ def main(argv=None):
     if "bullfrog" in steppers and 6 in steps_list:
         summary["bullfrog_6_steps_k_1pct"] = {r: summary["vs_" + r]["k_1pct"]["bullfrog"]["6"] for r in refs}
 
+    stats = jax.devices()[0].memory_stats() or {}  # GPU only; the process-wide peak (the B = ref_B reference)
     result = {
         "what": "P(k) ratio and 1 - r(k) at z = 0 against converged FastPM references (benchmarks/convergence.py)",
         "date_utc": started.isoformat(timespec="seconds"),
+        "wall_s": time.perf_counter() - t_start,
+        "peak_device_bytes": stats.get("peak_bytes_in_use"),
         "device": dev, "versions": versions(),
         "sizes": {"particles": args.particles, "box": args.box, "B": args.B, "ref_steps": args.ref_steps,
                   "ref_B": args.ref_B, "measurement_mesh": args.particles, "dtype": args.dtype},
@@ -246,7 +250,8 @@ def main(argv=None):
         sps = summary["seconds_per_step"].get(name, float("nan"))
         say(f"  {name:>11s}: steps for {tol:.0%} up to k_Nyq/2: {need[0]} (B = {args.ref_B} ref), {need[1]} (same mesh); "
             f"time per step {sps * 1e3:.2f} ms")
-    say(f"wrote {json_path} and {png_path}")
+    peak = f", peak device memory {result['peak_device_bytes'] / 2**30:.1f} GiB" if result["peak_device_bytes"] else ""
+    say(f"wrote {json_path} and {png_path} ({result['wall_s']:.0f} s{peak})")
     return result
 
 
