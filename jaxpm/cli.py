@@ -46,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", help="float32 (default) or float64")
     g = s.add_argument_group("time stepping")
     g.add_argument("--steps", type=_value, help="number of steps (default 10)")
-    g.add_argument("--stepper", help="fastpm (default), leapfrog, or adaptive dopri5 / tsit5 / dopri8")
-    g.add_argument("--spacing", help="steps uniform in a (default), loga or growth")
+    g.add_argument("--stepper", help="fastpm (default), bullfrog, leapfrog, or adaptive dopri5 / tsit5 / dopri8")
+    g.add_argument("--spacing", help="steps uniform in a (default), loga or growth (D1; BullFrog's natural choice)")
     g.add_argument("--lpt-order", dest="lpt_order", type=_value, help="1 or 2 (default 2)")
-    g.add_argument("--a-init", dest="a_init", type=_value, help="scale factor of the initial conditions (default 0.1)")
+    g.add_argument("--a-init", dest="a_init", type=_value, help="scale factor of the initial conditions (default 0.1; 0 with bullfrog: start from rest)")
     g.add_argument("--z", help="comma-separated output redshifts (default 0)")
     g.add_argument("--rtol", type=_value, help="relative tolerance of adaptive steppers (default 1e-5)")
     g.add_argument("--atol", type=_value, help="absolute tolerance of adaptive steppers (default 1e-5)")
@@ -130,7 +130,8 @@ def _simulate(args) -> int:
 
     a_out = cfg.a_out
     grid, _ = make_time_grid(cosmo, cfg.a_init, a_out, cfg.steps, cfg.spacing)
-    n_force = len(grid) if cfg.stepper in ("fastpm", "leapfrog") else None
+    # force evaluations: KDK steppers one per step plus the initial one, BullFrog one per step
+    n_force = {"fastpm": len(grid), "leapfrog": len(grid), "bullfrog": len(grid) - 1}.get(cfg.stepper)
     say = (lambda *m: None) if args.quiet else (lambda *m: print(*m, file=sys.stderr, flush=True))
     say(f"jaxpm: {cfg.particles}^3 particles, box {cfg.box} Mpc/h, B = {cfg.B}, {cfg.stepper} "
         f"{len(grid) - 1 if n_force else 'adaptive'} steps from a = {cfg.a_init} to z = {', '.join(f'{z:g}' for z in sorted(cfg.z, reverse=True))}, "

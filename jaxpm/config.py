@@ -102,11 +102,15 @@ class SimConfig:
         if self.grad and self.stepper not in ("fastpm", "leapfrog"):
             raise ConfigError("grad", self.grad, f"false with the adaptive stepper {self.stepper!r} (gradients need fastpm or leapfrog)")
         a_init = _number("a_init", self.a_init)
-        if not 0.0 < a_init < 1.0:
-            raise ConfigError("a_init", self.a_init, "0 < a_init < 1")
+        if a_init == 0.0 and self.stepper != "bullfrog":
+            raise ConfigError("a_init", self.a_init, "0 < a_init < 1 (a_init = 0 only with stepper bullfrog)")
+        if not 0.0 <= a_init < 1.0:
+            raise ConfigError("a_init", self.a_init, "0 < a_init < 1 (or 0 with stepper bullfrog)")
+        if a_init == 0.0 and self.spacing == "loga":
+            raise ConfigError("spacing", self.spacing, "a or growth when a_init = 0")
         if not self.z:
             raise ConfigError("z", self.z, "at least one output redshift")
-        z_init = 1.0 / a_init - 1.0
+        z_init = 1.0 / a_init - 1.0 if a_init > 0 else math.inf
         for z in self.z:
             if not (math.isfinite(z) and 0.0 <= z < z_init):
                 raise ConfigError("z", z, f"redshifts 0 <= z < {z_init:.4g} (after a_init = {a_init})")

@@ -337,6 +337,11 @@ class GrowthTable(eqx.Module):
     def dD2_dlna(self, a):
         return self._interp(a)[3]
 
+    def dD2_dD1(self, a):
+        """dD2 / dD1 (= -6/7 D1 in Einstein-de Sitter): the 2LPT part of the growth-time velocity dx/dD1."""
+        v = self._interp(a)
+        return v[3] / v[1]
+
     def gp(self, a):
         """a^2 E(a) dD1/dln a = a^3 E dD1/da: momentum per unit 1LPT displacement (FastPM's G_p)."""
         return a**2 * E(self.cosmo, a) * self.dD1_dlna(a)

@@ -152,3 +152,9 @@ def test_unknown_autodiff_is_rejected():
     d = Domain.create(8, 32.0)
     with pytest.raises(ConfigError, match="autodiff"):
         simulate(d, BASE, jnp.zeros(d.particles), autodiff="magic")
+
+
+def test_adjoint_needs_a_reversible_stepper():
+    d = Domain.create(8, 32.0)
+    with pytest.raises(ConfigError, match="autodiff"):
+        simulate(d, BASE, jnp.zeros(d.particles), stepper="bullfrog", autodiff="adjoint")

@@ -24,11 +24,13 @@ def linear_box():
     return d, c, lin, p_init
 
 
+@pytest.mark.parametrize("stepper", ["fastpm", "bullfrog"])
 @pytest.mark.parametrize("steps", [5, 10])
-def test_fastpm_linear_growth_is_exact_at_large_scales(linear_box, steps):
+def test_linear_growth_is_exact_at_large_scales(linear_box, steps, stepper):
+    # FastPM's and BullFrog's factors are exact for the Zel'dovich growing mode (tests/test_bullfrog.py)
     d, c, lin, p_init = linear_box
     g = growth_table(c, jnp.float32)
-    snap = jax.jit(lambda l: simulate(d, c, l, a_init=0.1, a_out=[1.0], steps=steps)[0].dx)(lin)
+    snap = jax.jit(lambda l: simulate(d, c, l, a_init=0.1, a_out=[1.0], steps=steps, stepper=stepper)[0].dx)(lin)
     p_final = power_spectrum(density(d, snap) - 1, d.box, compensate="cic")
     sel = p_final.k < 0.05
     assert sel.sum() >= 3

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import ConfigError
 from .base import PMState, Stepper
 
 __all__ = ["integrate_adjoint"]
@@ -39,7 +40,7 @@ def integrate_adjoint(stepper: Stepper, state: PMState, a_grid, progress=None, s
                       total_steps: int | None = None) -> PMState:
     """Like :func:`jaxpm.steppers.integrate`, with a reverse-time adjoint for reverse-mode autodiff."""
     if stepper.reverse_pre is None or stepper.force_vjp is None:
-        raise ValueError(f"stepper {stepper.name!r} has no reverse step: use autodiff='checkpoint'")
+        raise ConfigError("autodiff", "adjoint", f"'checkpoint' or 'store' with the stepper {stepper.name!r} (it has no reverse step yet)")
     a_grid = np.asarray(a_grid, dtype=np.float64)
     if len(a_grid) < 2:
         return state

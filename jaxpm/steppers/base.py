@@ -109,7 +109,8 @@ def integrate(stepper: Stepper, state: PMState, a_grid, progress: Callable | Non
 
 def time_grid(a_init: float, a_out, n_steps: int, spacing: str = "a", growth_fn: Callable | None = None):
     """Step boundaries from ``a_init`` to ``max(a_out)``: ``n_steps`` uniform steps in a, ln a or D1,
-    with every output time inserted as an extra boundary if it is not already one.
+    with every output time inserted as an extra boundary if it is not already one. ``a_init`` may be 0
+    (BullFrog's start from rest) with spacing "a" or "growth".
 
     Returns ``(grid, out_index)``: the boundaries (numpy float64, increasing) and, for each entry of
     ``a_out``, its index in ``grid``. ``growth_fn(a) -> D1`` (numpy) is needed for spacing "growth".
@@ -123,12 +124,17 @@ def time_grid(a_init: float, a_out, n_steps: int, spacing: str = "a", growth_fn:
     if spacing == "a":
         base = np.linspace(a_init, a_end, n_steps + 1)
     elif spacing == "loga":
+        if a_init <= 0:
+            raise ConfigError("spacing", spacing, "'a' or 'growth' when starting from a_init = 0")
         base = np.exp(np.linspace(np.log(a_init), np.log(a_end), n_steps + 1))
     else:
         if growth_fn is None:
             raise ConfigError("spacing", spacing, "'a' or 'loga' unless a growth function is given")
-        a_dense = np.exp(np.linspace(np.log(a_init), np.log(a_end), 4097))
+        a_lo = a_init if a_init > 0 else 1e-6 * a_end  # from a = 0: D1 = 0 there, prepended below
+        a_dense = np.exp(np.linspace(np.log(a_lo), np.log(a_end), 4097))
         d_dense = np.asarray(growth_fn(a_dense), dtype=np.float64)
+        if a_init <= 0:
+            a_dense, d_dense = np.concatenate([[0.0], a_dense]), np.concatenate([[0.0], d_dense])
         base = np.interp(np.linspace(d_dense[0], d_dense[-1], n_steps + 1), d_dense, a_dense)
         base[0], base[-1] = a_init, a_end
     grid = np.array(base)
