@@ -153,11 +153,11 @@ class TabulatedPower(LinearPower):
     CLASS: ``*_pk.dat`` (h/Mpc, (Mpc/h)^3). A table in 1/Mpc and Mpc^3 (CLASS's ``pk(k, z)``, CAMB with
     ``hubble_units=False, k_hunit=False``) must be converted first: k / h and P h^3.
 
-    Interpolated by a C1 piecewise cubic in log k - log P, through every row (on CAMB's Planck
-    spectrum tabulated at 400 log-spaced rows over 1e-4 - 50 h/Mpc: 0.03 % off CAMB between the rows
-    for 1e-3 < k < 1 h/Mpc, where linear interpolation is 0.16 % off; 200 rows: 0.25 %, 0.63 %); outside the table
-    P follows the end slopes in log-log (the sigma8 integral spans 1e-5 < k < 1e2 h/Mpc, so a table
-    should reach k ~ 1e-4 and ~ 10 h/Mpc for the end slopes to matter little). With
+    Interpolated by a C1 piecewise cubic in log k - log P, through every row. On CAMB's Planck
+    spectrum tabulated at 400 log-spaced rows over 1e-4 - 50 h/Mpc it is 0.03 % off CAMB between the
+    rows for 1e-3 < k < 1 h/Mpc, where linear interpolation is 0.16 % off (200 rows: 0.25 %, 0.63 %).
+    Outside the table P follows the end slopes in log-log (the sigma8 integral spans
+    1e-5 < k < 1e2 h/Mpc, so a table should reach k ~ 1e-4 and ~ 10 h/Mpc for them to matter little). With
     ``rescale_to_sigma8=True`` (default) the table's shape is kept and its amplitude set by the
     cosmology's ``sigma8`` (so sigma8 stays a differentiable parameter, and the table's redshift does
     not matter); with ``False`` the table is used as is (it must then be at z = 0) and ``sigma8`` is

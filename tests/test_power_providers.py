@@ -100,17 +100,17 @@ def test_emulator_and_eisenstein_hu_against_camb(camb_spectra, i):
     # absolute spectrum from A_s (ln10As = 3.047 in CAMB above): units converted once, in the provider
     c_as = Cosmology(**kw, power=CosmoPowerEmulator(amplitude="A_s"), ln10As=3.047)
     err_as = np.abs(np.asarray(linear_power(c_as, k)) / p_camb[sel] - 1).max()
-    assert err_as < 0.01, err_as  # measured 0.18-0.25 %
-    assert c_as.as_dict()["sigma8_derived"] == pytest.approx(s8_camb, rel=2e-3)  # measured 0.05 %
+    assert err_as < 0.01, err_as  # measured 0.18-0.25 % (0.30 % at Omega_m = 0.2)
+    assert c_as.as_dict()["sigma8_derived"] == pytest.approx(s8_camb, rel=2e-3)  # measured 0.03-0.05 %
 
     # normalised to CAMB's sigma8 (the default): shape only
     c_s8 = Cosmology(**kw, sigma8=s8_camb, power=CosmoPowerEmulator())
     err_s8 = np.abs(np.asarray(linear_power(c_s8, k)) / p_camb[sel] - 1).max()
-    assert err_s8 < 0.01, err_s8  # measured 0.12-0.15 %
+    assert err_s8 < 0.01, err_s8  # measured 0.13-0.15 %
 
     # Eisenstein-Hu: a fit, whose error around the baryon wiggles is a few per cent
     err_eh = np.abs(np.asarray(linear_power(Cosmology(**kw, sigma8=s8_camb), k)) / p_camb[sel] - 1).max()
-    assert err_eh < 0.06, err_eh  # measured 3.5-4.0 % (5.1 % at Omega_m = 0.2)
+    assert err_eh < 0.06, err_eh  # measured 3.5-4.0 % (5.0 % at Omega_m = 0.2, h = 0.75, n_s = 0.9)
     assert err_s8 < err_eh / 10
 
     if not kw:  # beyond the emulated modes (k > 9.81/Mpc = 14.5 h/Mpc) the EH-shaped extension
