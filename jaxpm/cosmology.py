@@ -361,8 +361,11 @@ class CosmoPowerEmulator(LinearPower):
         ln_p = jnp.where(ln_k > ln_kn[-1], ln_pn[-1] + eh_k - eh_ends[1], ln_p)
         p = jnp.exp(ln_p) * h**3  # Mpc^3 -> (Mpc/h)^3
         if self.out_of_range == "error":
-            lo = jnp.asarray([r[0] for r in COSMOPOWER_TRAINING_RANGE.values()], dtype)
-            hi = jnp.asarray([r[1] for r in COSMOPOWER_TRAINING_RANGE.values()], dtype)
+            # the box widened by 1e-5 of its width, so that a value on an edge accepted by check()
+            # is not lost to float32 rounding of Omega_b h^2 and friends
+            box = np.asarray(list(COSMOPOWER_TRAINING_RANGE.values()))
+            pad = 1e-5 * (box[:, 1] - box[:, 0])
+            lo, hi = jnp.asarray(box[:, 0] - pad, dtype), jnp.asarray(box[:, 1] + pad, dtype)
             p = jnp.where(jnp.all((x >= lo) & (x <= hi)), p, jnp.nan)
         return p
 
