@@ -35,7 +35,7 @@ HAVE_CAMB = importlib.util.find_spec("camb") is not None
 needs_cp = pytest.mark.skipif(not HAVE_CP, reason="cosmopower-jax is not installed (pip install -e '.[test]')")
 needs_camb = pytest.mark.skipif(not HAVE_CAMB, reason="camb is not installed (pip install -e '.[test]')")
 
-# inside the emulator's training box; the second and third sit near opposite corners of it
+# inside the emulator's training box; the second and third move every parameter, to either side of Planck
 COSMOLOGIES = [
     dict(),
     dict(Omega_m=0.25, Omega_b=0.04, h=0.72, n_s=0.94),
