@@ -116,7 +116,7 @@ class SimConfig:
         check_parameters(**{k: _number(k, getattr(self, k)) for k in _COSMO_KEYS})
         if self.ln10As is not None:
             _number("ln10As", self.ln10As)
-        if self.power_table is not None and not Path(self.power_table).is_file():
+        if self.power_table is not None and not (isinstance(self.power_table, str) and Path(self.power_table).is_file()):
             raise ConfigError("power_table", self.power_table, "an existing two-column text file (k [h/Mpc], P [(Mpc/h)^3])")
         self.cosmology()  # the provider's own checks: selection, table content, emulator training range
         return self

@@ -263,6 +263,12 @@ def test_provider_selection():
         with pytest.raises(ConfigError) as err:
             power_provider_from_config(**kwargs)
         assert err.value.parameter == name, (kwargs, err.value)
+    # the same through the simulation config, before anything is built
+    for overrides, name in [({"power": "camb"}, "power"), ({"power_table": 3}, "power_table"),
+                            ({"ln10As": "high"}, "ln10As"), ({"amplitude": "A_s"}, "amplitude")]:
+        with pytest.raises(ConfigError) as err:
+            SimConfig().updated(overrides).validate()
+        assert err.value.parameter == name, (overrides, err.value)
 
 
 def test_table_selection_from_toml_keeps_amplitude(tmp_path):
