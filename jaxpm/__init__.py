@@ -3,7 +3,8 @@
 Data flow: config -> Domain -> Cosmology -> ics -> lpt -> steppers -> observables -> io.
 """
 
-from .cosmology import Cosmology, EisensteinHu, TabulatedPower, growth_table
+from .cosmology import (Cosmology, CosmoPowerEmulator, EisensteinHu, TabulatedPower, growth_table,
+                        power_provider_from_config)
 from .domain import Domain
 from .errors import ConfigError
 from .forces import ForceSpec, density, pm_forces
@@ -14,7 +15,7 @@ from .simulation import Snapshot, simulate
 __version__ = "0.1.0"
 
 __all__ = [
-    "Cosmology", "EisensteinHu", "TabulatedPower", "growth_table", "Domain", "ConfigError", "ForceSpec",
-    "density", "pm_forces", "linear_field", "linear_field_from_seed", "white_noise", "lpt", "Snapshot",
+    "Cosmology", "EisensteinHu", "CosmoPowerEmulator", "TabulatedPower", "power_provider_from_config",
+    "growth_table", "Domain", "ConfigError", "ForceSpec", "density", "pm_forces", "linear_field", "linear_field_from_seed", "white_noise", "lpt", "Snapshot",
     "simulate", "__version__",
 ]

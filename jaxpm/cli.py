@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compensate", help="deconvolve the mass-assignment window in the force: auto (B=1 only, default), true, false")
     g = s.add_argument_group("initial conditions and cosmology (default Planck 2018)")
     g.add_argument("--seed", type=_value, help="white-noise seed (default 0)")
-    g.add_argument("--power-table", dest="power_table", help="linear P(k) at z=0 as a text table (k [h/Mpc], P [(Mpc/h)^3]), rescaled to sigma8")
+    g.add_argument("--power", help="linear P(k): eisenstein_hu (default), cosmopower (CLASS emulator, needs the "
+                   "[cosmopower] extra) or table (with --power-table)")
+    g.add_argument("--power-table", dest="power_table", help="linear P(k) at z=0 as a text table (k [h/Mpc], P [(Mpc/h)^3]); implies --power table")
+    g.add_argument("--amplitude", help="normalise P(k) to sigma8 (default), to A_s (cosmopower, with --ln10As) or "
+                   "keep the table's own (table)")
+    g.add_argument("--ln10As", dest="ln10As", type=_value, help="ln(10^10 A_s), with --amplitude A_s")
     for name in ("Omega_m", "Omega_b", "h", "n_s", "sigma8", "w0", "wa"):
         g.add_argument("--" + name.replace("_", "-"), dest=name, type=_value, help=name)
     g = s.add_argument_group("output")

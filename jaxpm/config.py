@@ -12,7 +12,7 @@ import math
 import tomllib
 from pathlib import Path
 
-from .cosmology import Cosmology, EisensteinHu, TabulatedPower, check_parameters
+from .cosmology import Cosmology, check_parameters, power_provider_from_config
 from .domain import Domain, validate as validate_domain
 from .errors import ConfigError
 from .forces import ForceSpec
@@ -49,7 +49,10 @@ class SimConfig:
     grad: bool = False
     rtol: float = 1e-5
     atol: float = 1e-5
+    power: str | None = None          # eisenstein_hu | cosmopower | table (None: table if power_table, else EH)
     power_table: str | None = None
+    amplitude: str = "sigma8"         # sigma8 | A_s (cosmopower, with ln10As) | table (the table's own)
+    ln10As: float | None = None
     Omega_m: float = Cosmology.Omega_m
     Omega_b: float = Cosmology.Omega_b
     h: float = Cosmology.h
@@ -122,8 +125,11 @@ class SimConfig:
             if not _number(name, getattr(self, name)) > 0:
                 raise ConfigError(name, getattr(self, name), "a positive number")
         check_parameters(**{k: _number(k, getattr(self, k)) for k in _COSMO_KEYS})
-        if self.power_table is not None and not Path(self.power_table).is_file():
+        if self.ln10As is not None:
+            _number("ln10As", self.ln10As)
+        if self.power_table is not None and not (isinstance(self.power_table, str) and Path(self.power_table).is_file()):
             raise ConfigError("power_table", self.power_table, "an existing two-column text file (k [h/Mpc], P [(Mpc/h)^3])")
+        self.cosmology()  # the provider's own checks: selection, table content, emulator training range
         return self
 
     # -- objects of the engine ---------------------------------------------------------------------
@@ -131,8 +137,9 @@ class SimConfig:
         return Domain.create(self.particles, self.box, self.B, self.dtype)
 
     def cosmology(self) -> Cosmology:
-        power = TabulatedPower.from_file(self.power_table) if self.power_table else EisensteinHu()
-        return Cosmology(**{k: float(getattr(self, k)) for k in _COSMO_KEYS}, power=power)
+        power = power_provider_from_config(self.power, self.power_table, self.amplitude)
+        ln10as = None if self.ln10As is None else float(self.ln10As)
+        return Cosmology(**{k: float(getattr(self, k)) for k in _COSMO_KEYS}, power=power, ln10As=ln10as)
 
     def force_spec(self) -> ForceSpec:
         comp = {"auto": None, "true": True, "false": False}[str(self.compensate).lower()]

@@ -5,7 +5,6 @@ fields from our own numpy FFT.
 """
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,21 +14,18 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from helpers import mode_power, subprocess_env
 
 jax.config.update("jax_enable_x64", True)  # also done by conftest; the references run in float64
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--particles", "16", "--box", "64", "--steps", "2"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def cli(args, cwd, timeout=300):
     """Run ``python -m jaxpm ARGS`` in ``cwd``; returns (CompletedProcess, wall seconds)."""
-    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
-    env.setdefault("JAX_PLATFORMS", "cpu")
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "jaxpm", *map(str, args)], cwd=cwd, env=env,
+    out = subprocess.run([sys.executable, "-m", "jaxpm", *map(str, args)], cwd=cwd, env=subprocess_env(),
                          capture_output=True, text=True, timeout=timeout)
     return out, time.perf_counter() - t
 
@@ -62,15 +58,6 @@ def jc_linear(c, k, a=1.0):
     uk, inv = np.unique(k.ravel(), return_inverse=True)
     pk = np.asarray(jc.power.linear_matter_power(jc_cosmology(c), uk, a=a)).ravel()
     return pk[inv].reshape(k.shape)
-
-
-def mode_power(field, box):
-    """Per-mode |k| and P = V / N_c^2 |delta_k|^2 of a cubic field (full FFT)."""
-    n = field.shape[0]
-    F = np.fft.fftn(np.asarray(field, float))
-    k1 = 2 * np.pi * np.fft.fftfreq(n, d=box / n)
-    K = np.sqrt(k1[:, None, None] ** 2 + k1[None, :, None] ** 2 + k1[None, None, :] ** 2)
-    return K, box**3 / n**6 * np.abs(F) ** 2
 
 
 def check_ic_amplitude(ic, box, cosmo):

@@ -1,17 +1,14 @@
 """jaxpm.config: validation of every setting (one ConfigError naming the parameter), TOML loading,
 flag overrides, output redshifts."""
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import subprocess_env
 
 from jaxpm.config import SimConfig, load_toml
 from jaxpm.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_are_the_reference_run_and_valid():
@@ -214,10 +211,7 @@ def test_float64_without_x64_is_refused():
         "else:\n"
         "    print('ACCEPTED')\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
-    env.setdefault("JAX_PLATFORMS", "cpu")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("PARAM dtype |"), out.stdout
     assert "float64" in out.stdout and "x64" in out.stdout
