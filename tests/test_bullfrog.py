@@ -43,10 +43,10 @@ def _lpt_algebra(monkeypatch, stepper, cosmo, grid):
     a0, a1 = grid[0], grid[-1]
     if a0 == 0:
         s = bullfrog_from_rest(d, cosmo, jnp.array([1.0, 0.0]), grid[1], growth=g)
-        s = integrate(st, s, np.asarray(grid[1:]), checkpoint=False)
+        s = integrate(st, s, np.asarray(grid[1:]), autodiff="store")
     else:
         s = st.init(jnp.array([g.D1(a0), g.D2(a0)]), jnp.array([g.gp(a0), g.gp2(a0)]), a0)
-        s = integrate(st, s, np.asarray(grid), checkpoint=False)
+        s = integrate(st, s, np.asarray(grid), autodiff="store")
     x_err = np.asarray(s.dx) / np.array([g.D1(a1), g.D2(a1)]) - 1
     p_err = np.asarray(s.p) / np.array([g.gp(a1), g.gp2(a1)]) - 1
     return x_err, p_err  # relative errors of the (Psi1, Psi2) coefficients
