@@ -68,7 +68,8 @@ def simulate(domain: Domain, cosmo: Cosmology, delta_lin: jax.Array, *, a_init: 
         progress: ``progress(step, total, a)`` called on the host as steps finish.
         autodiff: how reverse-mode gradients through the steps are taken: "checkpoint" (default),
             "adjoint" (memory independent of the number of steps) or "store"; see
-            :func:`jaxpm.steppers.integrate`. Forward results do not depend on it.
+            :func:`jaxpm.steppers.integrate`. Forward results do not depend on it. Adaptive solvers
+            always use diffrax's own checkpointed autodiff.
 
     Returns:
         One :class:`Snapshot` per entry of ``a_out``.

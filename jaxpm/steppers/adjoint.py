@@ -77,23 +77,31 @@ def _make_adjoint_scan(stepper, progress, offset, total):
 
     def run_bwd(res, ct):
         out, coeffs, a_prev = res
-        _, meshes = force_meshes(out.dx)
+        if stepper.force_in_state:  # KDK: a step's force is evaluated at its end positions (the next state)
+            _, meshes = force_meshes(out.dx)
+        else:  # DKD (BullFrog): at the mid-step positions, which the reconstruction itself visits
+            meshes = jnp.zeros(jax.eval_shape(force_meshes, out.dx)[1].shape, out.dx.dtype)
 
         def back(carry, xs):
             s_next, lam_next, meshes_next = carry
             c, a_p = xs
             # reconstruct the earlier state (one force evaluation, which also gives its meshes)
             r = stepper.reverse_pre(s_next, c)
-            f_prev, meshes_prev = force_meshes(r.dx)
-            s_prev = stepper.reverse_post(r, f_prev, c, a_p)
-            # cotangents through post, the force at the later positions, and pre
+            f_r, meshes_r = force_meshes(r.dx)
+            s_prev = stepper.reverse_post(r, f_r, c, a_p)
+            # the force this step used, where it was evaluated, and the meshes to differentiate it
+            if stepper.force_in_state:
+                f_step, x_step, m_step = s_next.force, s_next.dx, meshes_next
+            else:
+                f_step, x_step, m_step = f_r, r.dx, meshes_r
+            # cotangents through post, the force, and pre
             mid, vjp_pre = jax.vjp(stepper.pre, s_prev, c)
-            _, vjp_post = jax.vjp(stepper.post, mid, s_next.force, c)
+            _, vjp_post = jax.vjp(stepper.post, mid, f_step, c)
             lam_mid, lam_f, lam_c_post = vjp_post(lam_next)
-            lam_mid = lam_mid._replace(dx=lam_mid.dx + force_vjp(s_next.dx, meshes_next, lam_f))
+            lam_mid = lam_mid._replace(dx=lam_mid.dx + force_vjp(x_step, m_step, lam_f))
             lam_prev, lam_c_pre = vjp_pre(lam_mid)
             lam_c = jax.tree_util.tree_map(jnp.add, lam_c_pre, lam_c_post)
-            return (s_prev, lam_prev, meshes_prev), lam_c
+            return (s_prev, lam_prev, meshes_r), lam_c
 
         (_, lam0, _), lam_coeffs = jax.lax.scan(back, (out, ct, meshes), (coeffs, a_prev), reverse=True)
         return lam0, lam_coeffs, jnp.zeros_like(a_prev)

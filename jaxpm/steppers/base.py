@@ -47,7 +47,9 @@ class Stepper(NamedTuple):
     ``step(state, c)`` is built as ``post(mid, force(mid.dx), c)`` with ``mid = pre(state, c)``: all
     of a step except its one force evaluation is force-free. ``reverse_pre``/``reverse_post`` undo a
     step the same way (``state = reverse_post(r, force(r.dx), c, a_prev)``, ``r = reverse_pre(next, c)``).
-    The reverse-time adjoint (:mod:`jaxpm.steppers.adjoint`) needs only these pieces.
+    The reverse-time adjoint (:mod:`jaxpm.steppers.adjoint`) needs only these pieces, and
+    ``force_in_state``: True when a step's force is evaluated at its end positions and kept in the
+    state (KDK), False when it is evaluated at mid-step positions (DKD, BullFrog).
     """
 
     name: str
@@ -60,6 +62,7 @@ class Stepper(NamedTuple):
     post: Callable | None = None
     reverse_pre: Callable | None = None
     reverse_post: Callable | None = None
+    force_in_state: bool = True
 
 
 def integrate(stepper: Stepper, state: PMState, a_grid, progress: Callable | None = None, step_offset: int = 0,

@@ -48,13 +48,15 @@ the force used by that step's kick, at the mid-step positions x_h. A run of n st
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..cosmology import Cosmology, GrowthTable, growth_table
 from ..domain import Domain
-from ..forces import ForceSpec, pm_forces
+from ..forces import ForceSpec, pm_forces, pm_forces_and_meshes, pm_forces_vjp
 from .base import PMState, Stepper
 
 __all__ = ["bullfrog", "bullfrog_coefficients", "bullfrog_from_rest"]
@@ -126,12 +128,42 @@ def bullfrog(domain: Domain, cosmo: Cosmology, force_spec: ForceSpec = ForceSpec
         return bullfrog_coefficients(g, a_grid, domain.real_dtype)
 
     def step(state: PMState, c) -> PMState:
+        mid = pre(state, c)
+        return post(mid, force(mid.dx), c)
+
+    # a step is post(pre(state), force at the mid-step positions); reverse_* undo it (adjoint)
+    def pre(state: PMState, c) -> _Mid:  # to growth-time velocity, drift half a step
         dt = state.dx.dtype
         u = c["p_to_u"].astype(dt) * state.p
-        dx, u, f = _dkd(force, state.dx, u, c)
-        return PMState(dx=dx, p=c["u_to_p"].astype(dt) * u, force=f, a=c["a_f"])
+        return _Mid(dx=state.dx + c["half"].astype(dt) * u, u=u)
 
-    return Stepper(name="bullfrog", init=init, coefficients=coefficients, step=step)
+    def post(mid: _Mid, f, c) -> PMState:  # kick with the mid-step force, drift the second half
+        dt = mid.dx.dtype
+        u = c["alpha"].astype(dt) * mid.u + c["beta"].astype(dt) * f
+        return PMState(dx=mid.dx + c["half"].astype(dt) * u, p=c["u_to_p"].astype(dt) * u, force=f, a=c["a_f"])
+
+    def reverse_pre(state: PMState, c) -> _Mid:  # undo the second drift (u here is the final velocity)
+        dt = state.dx.dtype
+        u = state.p / c["u_to_p"].astype(dt)
+        return _Mid(dx=state.dx - c["half"].astype(dt) * u, u=u)
+
+    def reverse_post(mid: _Mid, f, c, a_prev) -> PMState:  # undo the kick and the first drift
+        dt = mid.dx.dtype
+        u = (mid.u - c["beta"].astype(dt) * f) / c["alpha"].astype(dt)
+        # the earlier state's own force (from its previous step) is not needed by BullFrog: zero
+        return PMState(dx=mid.dx - c["half"].astype(dt) * u, p=u / c["p_to_u"].astype(dt), force=jnp.zeros_like(f), a=a_prev)
+
+    return Stepper(name="bullfrog", init=init, coefficients=coefficients, step=step,
+                   force_meshes=lambda dx: pm_forces_and_meshes(domain, dx, force_spec),
+                   force_vjp=lambda dx, meshes, ct: pm_forces_vjp(domain, dx, meshes, ct, force_spec),
+                   pre=pre, post=post, reverse_pre=reverse_pre, reverse_post=reverse_post, force_in_state=False)
+
+
+class _Mid(NamedTuple):
+    """Mid-step of a BullFrog step: positions at the half step, growth-time velocity u = dx/dD."""
+
+    dx: jax.Array
+    u: jax.Array
 
 
 def bullfrog_from_rest(domain: Domain, cosmo: Cosmology, psi1: jax.Array, a1: float,
