@@ -19,7 +19,7 @@ from .forces import ForceSpec
 from .fourier import GRADIENTS, LAPLACIANS
 from .painting import SCHEMES
 from .simulation import ALL_STEPPERS
-from .steppers import AUTODIFF, SPACINGS
+from .steppers import AUTODIFF, SPACINGS, STEPPERS
 
 __all__ = ["SimConfig", "load_toml"]
 
@@ -102,8 +102,8 @@ class SimConfig:
         _choice("autodiff", self.autodiff, AUTODIFF)
         if not isinstance(self.grad, bool):
             raise ConfigError("grad", self.grad, "true or false")
-        if self.grad and self.stepper not in ("fastpm", "leapfrog"):
-            raise ConfigError("grad", self.grad, f"false with the adaptive stepper {self.stepper!r} (gradients need fastpm or leapfrog)")
+        if self.grad and self.stepper not in STEPPERS:
+            raise ConfigError("grad", self.grad, f"false with the adaptive stepper {self.stepper!r} (gradients need one of {', '.join(STEPPERS)})")
         a_init = _number("a_init", self.a_init)
         if a_init == 0.0 and self.stepper != "bullfrog":
             raise ConfigError("a_init", self.a_init, "0 < a_init < 1 (a_init = 0 only with stepper bullfrog)")
