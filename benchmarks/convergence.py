@@ -50,7 +50,6 @@ if str(REPO) not in sys.path:  # our engine, not another package that is also ca
     sys.path.insert(0, str(REPO))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxpm  # noqa: E402

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from jaxpm.cosmology import Cosmology, E, EisensteinHu, TabulatedPower, growth_table, sigma_R
+from jaxpm.cosmology import Cosmology, E, TabulatedPower, growth_table, sigma_R
 from jaxpm.errors import ConfigError
 
 

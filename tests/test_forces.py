@@ -1,6 +1,5 @@
 """PM forces: a point mass against Newton's 1/r^2, momentum conservation, total mass."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

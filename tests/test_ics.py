@@ -1,6 +1,5 @@
 """Initial conditions: the linear field has the input power spectrum."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """LPT and the PM run against exact solutions: Zel'dovich plane waves and crossed waves."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpm import Cosmology, Domain, ForceSpec, density, linear_field_from_seed, lpt, simulate
+from jaxpm import Cosmology, Domain, density, linear_field_from_seed, lpt, simulate
 from jaxpm.cosmology import growth_table
 from jaxpm.errors import ConfigError
 from jaxpm.observables import cross_correlation, power_spectrum
