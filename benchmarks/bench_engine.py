@@ -361,7 +361,7 @@ def main(argv=None) -> int:
 
     env = environment()
     now = _dt.datetime.now(_dt.timezone.utc)
-    path = pathlib.Path(args.out) / f"engine_{_slug(env['device']['kind'])}_{now.strftime('%Y-%m-%d')}.json"
+    path = pathlib.Path(args.out) / f"engine_{_slug(env['device']['kind'])}_{now.strftime('%Y-%m-%dT%H%M')}.json"
     doc = {
         "benchmark": "jaxpm engine (benchmarks/bench_engine.py)",
         "date": now.isoformat(timespec="seconds"),
