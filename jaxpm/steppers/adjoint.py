@@ -7,8 +7,8 @@ does. Memory: the state, its cotangent and one set of force meshes, whatever the
 
 Cost of the backward pass per step: one force evaluation (to reconstruct the earlier state, which
 also yields the force meshes needed next) and one hand-written force VJP
-(:func:`jaxpm.forces.pm_forces_vjp`, about one more force), so a gradient costs about three forward
-runs. The reconstruction is exact only up to rounding. Measured (jax 0.10.2, CPU; tests/test_adjoint.py):
+(:func:`jaxpm.forces.pm_forces_vjp`, about one more force): a gradient measured 4x a forward run
+on an H200 (benchmarks/README.md). The reconstruction is exact only up to rounding. Measured (jax 0.10.2, CPU; tests/test_adjoint.py):
 
 =========================================  =========  =========
 32^3 in 128 Mpc/h, FastPM a = 0.02 -> 1      float64    float32
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import ConfigError
-from .base import PMState, Stepper
+from .base import PMState, Stepper, scan_steps
 
 __all__ = ["integrate_adjoint"]
 
@@ -55,17 +55,7 @@ def _make_adjoint_scan(stepper, progress, offset, total):
     force_meshes, force_vjp = stepper.force_meshes, stepper.force_vjp
 
     def forward(state, coeffs, a_prev):
-        n = a_prev.shape[0]
-
-        def body(s, xs):
-            c, i = xs
-            s = stepper.step(s, c)
-            if progress is not None:
-                jax.debug.callback(lambda ii, aa: progress(int(ii) + 1, total, float(aa)), i, s.a, ordered=True)
-            return s, None
-
-        out, _ = jax.lax.scan(body, state, (coeffs, jnp.arange(n) + offset))
-        return out
+        return scan_steps(stepper.step, state, coeffs, offset, total, progress)
 
     @jax.custom_vjp
     def run(state, coeffs, a_prev):
