@@ -97,17 +97,6 @@ def bullfrog_coefficients(g: GrowthTable, a_grid, dtype=None) -> dict:
             "p_to_u": p_to_u, "u_to_p": gp[1:]}
 
 
-def _dkd(force, dx, u, c):
-    """One drift-kick-drift in (x, u = dx/dD); returns (dx, u, force at the mid-step positions)."""
-    dt = dx.dtype
-    half = c["half"].astype(dt)
-    dx = dx + half * u
-    f = force(dx)
-    u = c["alpha"].astype(dt) * u + c["beta"].astype(dt) * f
-    dx = dx + half * u
-    return dx, u, f
-
-
 def bullfrog(domain: Domain, cosmo: Cosmology, force_spec: ForceSpec = ForceSpec(), growth: GrowthTable | None = None) -> Stepper:
     """BullFrog stepper (init / coefficients / step), one force evaluation per step.
 
@@ -178,5 +167,6 @@ def bullfrog_from_rest(domain: Domain, cosmo: Cosmology, psi1: jax.Array, a1: fl
     g = growth if growth is not None else growth_table(cosmo, domain.real_dtype)
     c = jax.tree_util.tree_map(lambda x: x[0], bullfrog_coefficients(g, [0.0, float(a1)], domain.real_dtype))
     psi1 = jnp.asarray(psi1, domain.real_dtype)
-    dx, u, f = _dkd(lambda x: pm_forces(domain, x, force_spec), jnp.zeros_like(psi1), psi1, c)
-    return PMState(dx=dx, p=c["u_to_p"].astype(dx.dtype) * u, force=f, a=c["a_f"])
+    # the first half drift from the lattice with u = Psi1, then the stepper's own kick and drift
+    mid = _Mid(dx=c["half"].astype(psi1.dtype) * psi1, u=psi1)
+    return bullfrog(domain, cosmo, force_spec, g).post(mid, pm_forces(domain, mid.dx, force_spec), c)
