@@ -18,7 +18,8 @@ from .domain import Domain
 from .errors import ConfigError
 from .painting import paint, readout, scheme_order
 
-__all__ = ["ForceSpec", "density", "pm_forces", "force_from_density", "pm_forces_and_meshes", "pm_forces_vjp"]
+__all__ = ["ForceSpec", "density", "pm_forces", "force_from_density", "pm_forces_and_meshes", "pm_forces_vjp",
+           "paint_mesh", "read_mesh"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,32 +61,53 @@ class ForceSpec:
             raise ConfigError("laplace", self.laplace, " or ".join(fourier.LAPLACIANS))
 
 
+def paint_mesh(domain: Domain, pos: jax.Array, weight=None, scheme: str = "cic", shape=None) -> jax.Array:
+    """Paint particles at ``pos`` (force-mesh units, shape particles + (3,)) with ``weight`` (scalar or
+    per particle) onto a mesh of ``shape`` (default ``domain.mesh_shape``), on one device or split
+    over the domain's devices (:mod:`jaxpm.halo`)."""
+    shape = domain.mesh_shape if shape is None else tuple(shape)
+    if domain.distributed:
+        from .halo import paint_sharded
+
+        return paint_sharded(domain, shape, pos, weight, scheme)
+    return paint(shape, pos, weight, scheme)
+
+
+def read_mesh(domain: Domain, mesh: jax.Array, pos: jax.Array, scheme: str = "cic") -> jax.Array:
+    """Values of a mesh (X, Y, Z) or stack (C, X, Y, Z) at ``pos`` (mesh units), shape particles (+ (C,))."""
+    if domain.distributed:
+        from .halo import readout_sharded
+
+        return readout_sharded(domain, mesh, pos, scheme)
+    return readout(mesh, pos, scheme)
+
+
 def density(domain: Domain, dx: jax.Array, scheme: str = "cic") -> jax.Array:
     """Density in units of the mean, 1 + delta, on the force mesh (``domain.mesh_shape``).
 
     Each particle carries mass B^3, so the mesh mean is exactly 1.
     """
-    pos = domain.to_mesh_units(dx)
-    return paint(domain.mesh_shape, pos, float(domain.B**3), scheme)
+    return paint_mesh(domain, domain.to_mesh_units(dx), float(domain.B**3), scheme)
 
 
 def force_from_density(domain: Domain, rho: jax.Array, spec: ForceSpec = ForceSpec()) -> jax.Array:
     """Force meshes, shape (3,) + mesh_shape: ``F_i = -d_i lap^{-1} delta`` [Mpc/h]."""
     shape, cell = domain.mesh_shape, domain.cell_size
-    kvec = fourier.kvectors(shape, domain.box, domain.real_dtype)
-    delta_k = fourier.rfftn(rho)
+    kvec = fourier.kvectors(shape, domain.box, domain.real_dtype, domain)
+    delta_k = fourier.rfftn(rho, domain)
     if (domain.B == 1) if spec.compensate is None else spec.compensate:
         delta_k = delta_k / fourier.mass_assignment_window(kvec, cell, scheme_order(spec.paint)) ** 2
     pot_k = delta_k * fourier.inverse_laplace(kvec, cell, spec.laplace)
-    return jnp.stack([fourier.irfftn(-fourier.gradient_kernel(kvec, cell, i, spec.gradient) * pot_k, shape) for i in range(3)])
+    return domain.constrain(jnp.stack([fourier.irfftn(-fourier.gradient_kernel(kvec, cell, i, spec.gradient) * pot_k, shape, domain)
+                                       for i in range(3)]), "stack")
 
 
 def pm_forces(domain: Domain, dx: jax.Array, spec: ForceSpec = ForceSpec()) -> jax.Array:
     """PM force ``F = -grad lap^{-1} delta`` [Mpc/h] at each particle, same shape as ``dx``."""
     pos = domain.to_mesh_units(dx)
-    rho = paint(domain.mesh_shape, pos, float(domain.B**3), spec.paint)
+    rho = paint_mesh(domain, pos, float(domain.B**3), spec.paint)
     forces = force_from_density(domain, rho, spec)
-    return readout(forces, pos, spec.paint).astype(dx.dtype)
+    return read_mesh(domain, forces, pos, spec.paint).astype(dx.dtype)
 
 
 def pm_forces_and_meshes(domain: Domain, dx: jax.Array, spec: ForceSpec = ForceSpec()):
@@ -95,9 +117,9 @@ def pm_forces_and_meshes(domain: Domain, dx: jax.Array, spec: ForceSpec = ForceS
     without evaluating it again (the reverse-time adjoint keeps one set of them).
     """
     pos = domain.to_mesh_units(dx)
-    rho = paint(domain.mesh_shape, pos, float(domain.B**3), spec.paint)
+    rho = paint_mesh(domain, pos, float(domain.B**3), spec.paint)
     forces = force_from_density(domain, rho, spec)
-    return readout(forces, pos, spec.paint).astype(dx.dtype), forces
+    return read_mesh(domain, forces, pos, spec.paint).astype(dx.dtype), forces
 
 
 def pm_forces_vjp(domain: Domain, dx: jax.Array, forces: jax.Array, cotangent: jax.Array, spec: ForceSpec = ForceSpec()):
@@ -112,10 +134,10 @@ def pm_forces_vjp(domain: Domain, dx: jax.Array, forces: jax.Array, cotangent: j
     pos = domain.to_mesh_units(dx)
     ct = cotangent.astype(pos.dtype)
     # term 1: read-out weights at fixed meshes
-    g_read = jax.grad(lambda q: jnp.sum(readout(forces, q, spec.paint) * ct))(pos)
+    g_read = jax.grad(lambda q: jnp.sum(read_mesh(domain, forces, q, spec.paint) * ct))(pos)
     # term 2: through the density: G = M^T R^T ct, then the painting weights
-    lam = jnp.stack([paint(domain.mesh_shape, pos, ct[..., i], spec.paint) for i in range(3)])
+    lam = domain.constrain(jnp.stack([paint_mesh(domain, pos, ct[..., i], spec.paint) for i in range(3)]), "stack")
     solve = lambda r: force_from_density(domain, r, spec)
     (g_mesh,) = jax.linear_transpose(solve, jax.ShapeDtypeStruct(domain.mesh_shape, pos.dtype))(lam)
-    g_paint = float(domain.B**3) * jax.grad(lambda q: jnp.sum(readout(g_mesh, q, spec.paint)))(pos)
+    g_paint = float(domain.B**3) * jax.grad(lambda q: jnp.sum(read_mesh(domain, g_mesh, q, spec.paint)))(pos)
     return ((g_read + g_paint) / jnp.asarray(domain.cell_size, pos.dtype)).astype(dx.dtype)

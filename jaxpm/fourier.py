@@ -23,6 +23,7 @@ __all__ = [
     "irfftn",
     "kvectors",
     "kmodulus",
+    "mode_mask",
     "gradient_kernel",
     "laplace_kernel",
     "inverse_laplace",
@@ -35,29 +36,52 @@ GRADIENTS = ("exact", "fd2", "fd4")
 LAPLACIANS = ("exact", "fd2")
 
 
-def rfftn(x: jax.Array) -> jax.Array:
-    """Forward real FFT of a 3D mesh (unnormalised)."""
+def rfftn(x: jax.Array, domain=None) -> jax.Array:
+    """Forward real FFT of a 3D mesh (unnormalised).
+
+    On a distributed ``domain`` this is the pencil r2c transform of :mod:`jaxpm.pfft`, whose last
+    axis is padded to ``domain.fourier_shape(x.shape)[2]`` with zero planes.
+    """
+    if domain is not None and domain.distributed:
+        from .pfft import prfftn
+
+        return prfftn(domain, x)
     return jnp.fft.rfftn(x)
 
 
-def irfftn(xk: jax.Array, shape: tuple[int, int, int]) -> jax.Array:
+def irfftn(xk: jax.Array, shape: tuple[int, int, int], domain=None) -> jax.Array:
     """Inverse of :func:`rfftn` for a real mesh of ``shape`` (normalised by 1/N_cells)."""
+    if domain is not None and domain.distributed:
+        from .pfft import pirfftn
+
+        return pirfftn(domain, xk, shape)
     return jnp.fft.irfftn(xk, s=shape)
 
 
-def kvectors(shape, box, dtype=jnp.float32) -> list[jax.Array]:
+def kvectors(shape, box, dtype=jnp.float32, domain=None) -> list[jax.Array]:
     """Angular wavenumbers [h/Mpc] of an rfft of a mesh of ``shape`` cells in ``box`` [Mpc/h].
 
-    Returns three arrays shaped to broadcast: (Nx,1,1), (1,Ny,1), (1,1,Nz//2+1).
+    Returns three arrays shaped to broadcast: (Nx,1,1), (1,Ny,1), (1,1,Nz//2+1). On a distributed
+    ``domain`` the last one is padded to the pencil FFT's length with kz = 0 (padding modes hold
+    zeros; :func:`mode_mask` tells them apart).
     """
     ks = []
     for axis, (n, L) in enumerate(zip(shape, box)):
         d = L / n
         k = (jnp.fft.rfftfreq if axis == 2 else jnp.fft.fftfreq)(n, d) * (2 * math.pi)
+        if axis == 2 and domain is not None:
+            k = jnp.pad(k, (0, domain.fourier_shape(shape)[2] - k.shape[0]))
         s = [1, 1, 1]
         s[axis] = k.shape[0]
         ks.append(k.astype(dtype).reshape(s))
     return ks
+
+
+def mode_mask(shape, domain=None) -> jax.Array:
+    """1 for the real modes of an rfft of ``shape`` on ``domain``, 0 for padding planes; (1, 1, Zc)."""
+    zc = shape[2] // 2 + 1
+    zp = zc if domain is None else domain.fourier_shape(shape)[2]
+    return (jnp.arange(zp) < zc).astype(jnp.float32).reshape(1, 1, zp)
 
 
 def kmodulus(kvec) -> jax.Array:

@@ -24,7 +24,11 @@ def white_noise(domain: Domain, seed) -> jax.Array:
     ``seed`` is an int or a ``jax.random`` key.
     """
     key = jax.random.key(seed) if isinstance(seed, int) else seed
-    return jax.random.normal(key, domain.particles, dtype=domain.real_dtype)
+    # threefry is partitionable: each device draws its own block, identical to the single-device draw
+    draw = lambda k: jax.random.normal(k, domain.particles, dtype=domain.real_dtype)
+    if domain.distributed:
+        return jax.jit(draw, out_shardings=domain.sharding("real"))(key)
+    return draw(key)
 
 
 def linear_field(domain: Domain, cosmo: Cosmology, noise: jax.Array) -> jax.Array:
@@ -35,13 +39,13 @@ def linear_field(domain: Domain, cosmo: Cosmology, noise: jax.Array) -> jax.Arra
     in expectation. The k = 0 mode is zero.
     """
     noise = jnp.asarray(noise, domain.real_dtype)
-    kvec = fourier.kvectors(domain.particles, domain.box, domain.real_dtype)
+    kvec = fourier.kvectors(domain.particles, domain.box, domain.real_dtype, domain)
     k = fourier.kmodulus(kvec)
     is_zero = k == 0
     pk = cosmo.linear_power(jnp.where(is_zero, 1.0, k))
     v_cell = domain.volume / domain.n_particles
     amp = jnp.where(is_zero, 0.0, jnp.sqrt(pk / v_cell)).astype(domain.real_dtype)
-    return fourier.irfftn(fourier.rfftn(noise) * amp, domain.particles)
+    return fourier.irfftn(fourier.rfftn(noise, domain) * amp, domain.particles, domain)
 
 
 def linear_field_from_seed(domain: Domain, cosmo: Cosmology, seed) -> jax.Array:

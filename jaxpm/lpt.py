@@ -27,11 +27,11 @@ def lpt_displacements(domain: Domain, delta_lin: jax.Array, order: int = 2):
     if order not in (1, 2):
         raise ConfigError("lpt_order", order, "1 or 2")
     shape, spacing = domain.particles, domain.particle_spacing
-    kvec = fourier.kvectors(shape, domain.box, domain.real_dtype)
+    kvec = fourier.kvectors(shape, domain.box, domain.real_dtype, domain)
     grads = [fourier.gradient_kernel(kvec, spacing, i, "exact") for i in range(3)]
-    delta_k = fourier.rfftn(jnp.asarray(delta_lin, domain.real_dtype))
+    delta_k = fourier.rfftn(jnp.asarray(delta_lin, domain.real_dtype), domain)
     phi1_k = delta_k * fourier.inverse_laplace(kvec, spacing, "exact")
-    psi1 = jnp.stack([fourier.irfftn(-g * phi1_k, shape) for g in grads], axis=-1)
+    psi1 = domain.constrain(jnp.stack([fourier.irfftn(-g * phi1_k, shape, domain) for g in grads], axis=-1))
     if order == 1:
         return psi1, None
     # Hessian of phi1; diagonal terms use -k_i^2 (Nyquist kept), off-diagonal the gradient kernels
@@ -39,13 +39,13 @@ def lpt_displacements(domain: Domain, delta_lin: jax.Array, order: int = 2):
     for i in range(3):
         for j in range(i, 3):
             kern = -kvec[i] ** 2 if i == j else grads[i] * grads[j]
-            hess[i, j] = fourier.irfftn(kern * phi1_k, shape)
+            hess[i, j] = fourier.irfftn(kern * phi1_k, shape, domain)
     source = (
         hess[0, 0] * hess[1, 1] + hess[0, 0] * hess[2, 2] + hess[1, 1] * hess[2, 2]
         - hess[0, 1] ** 2 - hess[0, 2] ** 2 - hess[1, 2] ** 2
     )
-    phi2_k = fourier.rfftn(source) * fourier.inverse_laplace(kvec, spacing, "exact")
-    psi2 = jnp.stack([fourier.irfftn(g * phi2_k, shape) for g in grads], axis=-1)
+    phi2_k = fourier.rfftn(source, domain) * fourier.inverse_laplace(kvec, spacing, "exact")
+    psi2 = domain.constrain(jnp.stack([fourier.irfftn(g * phi2_k, shape, domain) for g in grads], axis=-1))
     return psi1, psi2
 
 

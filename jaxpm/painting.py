@@ -10,6 +10,7 @@ This is the pure-JAX reference implementation (scatter-add / gather); a faster k
 from __future__ import annotations
 
 import itertools
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -45,17 +46,23 @@ def _stencil_1d(x: jax.Array, order: int):
     raise ConfigError("paint order", order, "1 (NGP), 2 (CIC) or 3 (TSC)")
 
 
-def _stencil(pos: jax.Array, shape, order: int):
-    """Yield (flat mesh index, weight) for every node of the 3D stencil of each position."""
+def _stencil(pos: jax.Array, shape, order: int, index_fn=None):
+    """Yield (flat mesh index, weight) for every node of the 3D stencil of each position.
+
+    ``index_fn(axis, node)`` maps integer global nodes to indices of ``shape`` (default: periodic
+    wrap); the distributed painting (:mod:`jaxpm.halo`) maps them into a device's padded block.
+    """
     per_axis = []
     for axis in range(3):
         n = shape[axis]
-        per_axis.append([(jnp.mod(i.astype(jnp.int32), n), w) for i, w in _stencil_1d(pos[..., axis], order)])
+        to_index = (lambda node: jnp.mod(node, n)) if index_fn is None else partial(index_fn, axis)
+        per_axis.append([(to_index(i.astype(jnp.int32)), w) for i, w in _stencil_1d(pos[..., axis], order)])
     for (ix, wx), (iy, wy), (iz, wz) in itertools.product(*per_axis):
         yield (ix * shape[1] + iy) * shape[2] + iz, wx * wy * wz
 
 
-def paint(shape: tuple[int, int, int], pos: jax.Array, weight=None, scheme: str = "cic", mesh=None) -> jax.Array:
+def paint(shape: tuple[int, int, int], pos: jax.Array, weight=None, scheme: str = "cic", mesh=None,
+          index_fn=None) -> jax.Array:
     """Deposit particles onto a periodic mesh.
 
     Args:
@@ -64,6 +71,7 @@ def paint(shape: tuple[int, int, int], pos: jax.Array, weight=None, scheme: str 
         weight: scalar or array of shape ``pos.shape[:-1]`` (default 1 per particle).
         scheme: "ngp", "cic" or "tsc".
         mesh: optional mesh to add to (default zeros).
+        index_fn: see :func:`_stencil` (internal: the distributed painting's block indexing).
 
     Returns:
         The mesh of shape ``shape``; its sum equals the sum of the weights exactly (up to rounding).
@@ -72,12 +80,12 @@ def paint(shape: tuple[int, int, int], pos: jax.Array, weight=None, scheme: str 
     pos = pos.reshape(-1, 3)
     w = jnp.ones(pos.shape[0], pos.dtype) if weight is None else jnp.broadcast_to(jnp.asarray(weight, pos.dtype).reshape(-1), (pos.shape[0],))
     flat = jnp.zeros(shape[0] * shape[1] * shape[2], pos.dtype) if mesh is None else mesh.reshape(-1)
-    for idx, ws in _stencil(pos, shape, order):
+    for idx, ws in _stencil(pos, shape, order, index_fn):
         flat = flat.at[idx].add(w * ws, mode="promise_in_bounds")
     return flat.reshape(shape)
 
 
-def readout(mesh: jax.Array, pos: jax.Array, scheme: str = "cic") -> jax.Array:
+def readout(mesh: jax.Array, pos: jax.Array, scheme: str = "cic", index_fn=None) -> jax.Array:
     """Interpolate a periodic mesh (or a stack of meshes, shape (C, Nx, Ny, Nz)) at positions.
 
     Args:
@@ -94,7 +102,7 @@ def readout(mesh: jax.Array, pos: jax.Array, scheme: str = "cic") -> jax.Array:
     flat = mesh.reshape((mesh.shape[0], -1) if stacked else (-1,))
     p = pos.reshape(-1, 3)
     out = 0.0
-    for idx, ws in _stencil(p, shape, order):
+    for idx, ws in _stencil(p, shape, order, index_fn):
         if stacked:
             out = out + flat[:, idx].T * ws[:, None]
         else:
