@@ -523,11 +523,10 @@ class Cosmology(eqx.Module):
         k = k.astype(dtype)
         if not self.power.normalise_sigma8:
             return self.power.shape(self, k)
-        # one call of the provider for the sigma8 nodes and the requested k together
+        # two calls (nodes, then k): concatenating them would gather a sharded k-grid to every device
         kn, w = _sigma_nodes(dtype)
-        both = self.power.shape(self, jnp.concatenate([kn, k.ravel()]))
-        norm = (jnp.asarray(self.sigma8, dtype) / _sigma_from_nodes(kn, w, both[: kn.shape[0]], 8.0)) ** 2
-        return norm * both[kn.shape[0]:].reshape(k.shape)
+        norm = (jnp.asarray(self.sigma8, dtype) / _sigma_from_nodes(kn, w, self.power.shape(self, kn), 8.0)) ** 2
+        return norm * self.power.shape(self, k)
 
 
 def check_parameters(Omega_m, Omega_b, h, n_s, sigma8, w0, wa) -> None:

@@ -105,7 +105,7 @@ def simulate(domain: Domain, cosmo: Cosmology, delta_lin: jax.Array, *, a_init: 
         state = bullfrog_from_rest(domain, cosmo, psi1, grid[1], force, growth)
         if progress is not None:
             total = len(grid) - 1
-            jax.debug.callback(lambda aa: progress(1, total, float(aa)), state.a, ordered=True)
+            jax.debug.callback(lambda aa: progress(1, total, float(aa)), state.a)
         grid, out_index = grid[1:], [i - 1 for i in out_index]
         offset = 1
     else:

@@ -106,7 +106,7 @@ def scan_steps(step: Callable, state: PMState, coeffs, step_offset: int, total: 
         c, i = xs
         s = step(s, c)
         if progress is not None:
-            jax.debug.callback(lambda ii, aa: progress(int(ii) + 1, total, float(aa)), i, s.a, ordered=True)
+            jax.debug.callback(lambda ii, aa: progress(int(ii) + 1, total, float(aa)), i, s.a)
         return s, None
 
     state, _ = jax.lax.scan(body, state, (coeffs, jnp.arange(n) + step_offset))
