@@ -1,0 +1,25 @@
+"""Runs the distributed-engine tests (``tests/sharded``) in a pytest process with 8 CPU devices.
+
+The device count must be fixed before jax is imported, so these tests cannot share this process.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO, subprocess_env
+
+
+def test_sharded_suite(request):
+    env = subprocess_env()
+    env["JAXPM_TEST_DEVICES"] = "8"
+    marker = request.config.getoption("-m") or "not slow"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marker, "tests/sharded"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
+    tail = (proc.stdout + proc.stderr)[-6000:]
+    print(tail)
+    if proc.returncode == 5:  # nothing selected by this marker
+        pytest.skip(f"no sharded tests match -m {marker!r}")
+    assert proc.returncode == 0, tail
