@@ -39,7 +39,7 @@ from typing import NamedTuple
 from .errors import ConfigError
 
 __all__ = ["initialize", "DistributedInfo", "CoordinatorUnreachable", "METHODS", "detect_method",
-           "is_coordinator", "process_index", "process_count", "barrier", "log"]
+           "is_coordinator", "process_index", "process_count", "barrier", "log", "on_coordinator"]
 
 METHODS = ("auto", "slurm", "mpi", "coordinator", "none")
 DEFAULT_TIMEOUT_S = 120.0
@@ -332,3 +332,35 @@ def log(*message, file=None, **kw) -> None:
     """``print`` on process 0 only (default stream: stderr, flushed)."""
     if is_coordinator():
         print(*message, file=sys.stderr if file is None else file, flush=True, **kw)
+
+
+def on_coordinator(fn, max_bytes: int = 16384) -> str:
+    """Run ``fn()`` (which returns a str) on process 0 only and return its result on every process.
+
+    For decisions that must be taken once, such as creating the output folder. A ``ConfigError``
+    raised by ``fn`` on process 0 is raised on every process, so that all stop together instead of
+    the others waiting at the next barrier.
+    """
+    import json
+
+    if process_count() == 1:
+        return fn()
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    payload = b""
+    if is_coordinator():
+        try:
+            payload = json.dumps({"ok": fn()}).encode()
+        except ConfigError as exc:
+            value = exc.value if isinstance(exc.value, (str, int, float, bool, type(None))) else str(exc.value)
+            payload = json.dumps({"error": [exc.parameter, value, exc.allowed]}).encode()
+        if len(payload) > max_bytes:
+            payload = json.dumps({"error": ["on_coordinator", len(payload), f"a result under {max_bytes} bytes"]}).encode()
+    buf = np.zeros(max_bytes, np.uint8)
+    buf[:len(payload)] = np.frombuffer(payload, np.uint8)
+    buf = np.asarray(multihost_utils.broadcast_one_to_all(buf))
+    result = json.loads(bytes(buf).rstrip(b"\0").decode())
+    if "error" in result:
+        raise ConfigError(*result["error"])
+    return result["ok"]

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .distributed import barrier, is_coordinator
+from .distributed import barrier, is_coordinator, process_count
 from .errors import ConfigError
 
 __all__ = ["save_sharded", "load_sharded", "save_checkpoint", "load_checkpoint", "checkpoint_exists",
@@ -98,9 +98,10 @@ def save_sharded(path, array, *, overwrite: bool = False) -> Path:
 
 
 def _my_blocks(array, shape):
-    """(index, data) of the pieces this process writes: its replica-0 shards, or all of a NumPy array on 0."""
+    """(index, data) of the pieces this process writes: its replica-0 shards of a global array;
+    a NumPy array or a process-local jax.Array (each process holds its own copy) whole, on process 0."""
     shards = getattr(array, "addressable_shards", None)
-    if shards is None:
+    if shards is None or (array.is_fully_addressable and process_count() > 1):
         if is_coordinator():
             yield tuple(slice(0, n) for n in shape), np.asarray(array)
         return
