@@ -9,21 +9,14 @@ import os
 import re
 import sys
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
-from jaxpm import distributed as dist  # noqa: E402
-
-info = dist.initialize(sys.argv[2] if len(sys.argv) > 2 else "auto")
-
-import jax  # noqa: E402
-
-jax.config.update("jax_enable_x64", True)
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from jax import lax  # noqa: E402
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P  # noqa: E402
-
-from jaxpm.observables import power_spectrum  # noqa: E402
+from jaxpm import distributed as dist
+from jaxpm.observables import power_spectrum
 
 SHAPE, BOX = (16, 24, 32), 100.0
 
@@ -57,6 +50,9 @@ def pencil_modes_for(mesh):
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    info = dist.initialize(sys.argv[2] if len(sys.argv) > 2 else "auto")
+    jax.config.update("jax_enable_x64", True)
     mesh = jax.make_mesh((2, 4), ("x", "y"), axis_types=(AxisType.Auto,) * 2)
     ref = known_field()
     x = jax.make_array_from_callback(SHAPE, NamedSharding(mesh, P("x", "y")), lambda idx: ref[idx])

@@ -22,6 +22,8 @@ from jaxpm import shardio  # noqa: E402
 from jaxpm.errors import ConfigError  # noqa: E402
 
 out = sys.argv[1]
+print(f"INFO method={info.method} index={info.process_index} count={info.process_count} "
+      f"local={info.local_device_count} global={info.device_count}", flush=True)
 assert jax.device_count() == 8, jax.device_count()
 mesh = Mesh(np.array(jax.devices()).reshape(2, 4), ("x", "y"))
 
