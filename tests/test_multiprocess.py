@@ -18,21 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import multiprocess_env as _env
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 TIMEOUT = 180
-
-
-def _env(devices: int, **extra) -> dict:
-    """A clean environment: no launcher variables leaking in from an outer SLURM job or mpiexec."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "PMI_", "PMIX_", "OMPI_", "MPI_LOCAL", "JAXPM_", "HYDRA_"))}
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
-               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
 
 
 def _run(cmd, env, timeout=TIMEOUT, cwd=None):
