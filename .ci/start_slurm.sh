@@ -8,7 +8,7 @@
 #   0  a node is idle
 #   3  SLURM cannot be had in this environment: not root, or apt-get cannot reach a Debian mirror
 #   1  anything else (packages present but a daemon did not come up): a real failure
-# Recipe measured on Debian 12 (slurm-wlm 22.05, munge 0.5.15): see docs/dependencies.md section 9.
+# Tested on Debian 12 (slurm-wlm 22.05.8, munge 0.5.15) as root on a 2-core machine.
 set -uo pipefail
 
 WAIT_S=${SLURM_START_TIMEOUT:-90}

@@ -279,6 +279,11 @@ def _connect(method, address, num_processes, process_id, timeout_s):
     try:
         kw = dict(initialization_timeout=int(timeout_s) + 30)  # XLA's own deadline stays behind ours
         if method == "slurm":
+            # JAX keeps GPU number SLURM_LOCALID of those visible, right when every task sees all GPUs
+            # of its node; with --gpus-per-task=1 SLURM already left one visible GPU: keep that one.
+            visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+            if len(visible) == 1:
+                kw["local_device_ids"] = [0]
             jax.distributed.initialize(cluster_detection_method="slurm", **kw)
         else:
             jax.distributed.initialize(coordinator_address=address, num_processes=num_processes,
