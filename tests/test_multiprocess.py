@@ -9,7 +9,6 @@ References are independent: known arrays, and one-device results computed here.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
