@@ -66,7 +66,7 @@ else
     cat > "$CONF" <<EOF
 $MARK
 ClusterName=jaxpmci
-SlurmctldHost=$HOST
+SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
 AuthType=auth/munge
 CryptoType=crypto/munge
