@@ -195,8 +195,11 @@ def initialize(method: str = "auto", coordinator_address: str | None = None, num
         _INFO = _info("none", None)
         return _INFO
 
-    from jax._src import xla_bridge
-    if xla_bridge.backends_are_initialized():
+    try:  # private JAX API; without it jax.distributed.initialize raises its own RuntimeError instead
+        from jax._src.xla_bridge import backends_are_initialized
+    except ImportError:
+        backends_are_initialized = lambda: False  # noqa: E731
+    if backends_are_initialized():
         raise ConfigError("distributed", method, "a start before any JAX computation (call jaxpm.distributed."
                           "initialize() first in the program), or 'none'")
 
