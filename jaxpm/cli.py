@@ -33,6 +33,10 @@ def _value(text: str):
     return text
 
 
+_DIST_HELP = ("how processes find each other: auto (default: SLURM step, mpiexec or $JAXPM_COORDINATOR, else one "
+              "process), slurm, mpi, coordinator ($JAXPM_COORDINATOR, $JAXPM_NUM_PROCESSES, $JAXPM_PROCESS_ID) or none")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m jaxpm", description="Distributed, differentiable particle-mesh simulations.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -77,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
     g.add_argument("--no-fields", dest="no_fields", action="store_true", help="write summary.json and figure.png only")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.add_argument("--distributed", help=_DIST_HELP)
 
     w = sub.add_parser("power", help="P(k) of a saved 3D field (.npy)")
     w.add_argument("field", help="a .npy file holding a 3D density contrast")
@@ -86,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--los", type=_value, default=None, help="line-of-sight axis 0/1/2: print multipoles 0, 2, 4")
     w.add_argument("--out", default=None, help="text file for the table (default: FIELD with suffix _pk.txt)")
     w.add_argument("--overwrite", action="store_true", help="replace an existing output table")
+    w.add_argument("--distributed", default="auto", help=_DIST_HELP)
     return p
 
 
@@ -118,12 +124,15 @@ def _simulate(args) -> int:
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "out", "overwrite", "no_fields", "quiet")}
     base = SimConfig.from_mapping(load_toml(args.config)) if args.config else SimConfig()
     cfg = base.updated(flags)
+    from .distributed import initialize, is_coordinator, on_coordinator
+
+    initialize(cfg.distributed)  # before any JAX computation; a no-op on one process
     if cfg.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     cfg.validate()
     # everything that can reject the input (including parsing a power table) before any folder is made
     domain, cosmo, spec = cfg.domain(), cfg.cosmology(), cfg.force_spec()
-    outdir = _prepare(args)
+    outdir = Path(on_coordinator(lambda: str(_prepare(args))))  # one folder, chosen by process 0
 
     from . import io as jio
     from .cosmology import growth_table
@@ -131,13 +140,14 @@ def _simulate(args) -> int:
     from .ics import linear_field, white_noise
     from .observables import power_spectrum
     from .plotting import run_figure
+    from .shardio import save_sharded
     from .simulation import make_time_grid, simulate
 
     a_out = cfg.a_out
     grid, _ = make_time_grid(cosmo, cfg.a_init, a_out, cfg.steps, cfg.spacing)
     # force evaluations: KDK steppers one per step plus the initial one, BullFrog one per step
     n_force = {"fastpm": len(grid), "leapfrog": len(grid), "bullfrog": len(grid) - 1}.get(cfg.stepper)
-    say = (lambda *m: None) if args.quiet else (lambda *m: print(*m, file=sys.stderr, flush=True))
+    say = (lambda *m: None) if args.quiet or not is_coordinator() else (lambda *m: print(*m, file=sys.stderr, flush=True))
     say(f"jaxpm: {cfg.particles}^3 particles, box {cfg.box} Mpc/h, B = {cfg.B}, {cfg.stepper} "
         f"{len(grid) - 1 if n_force else 'adaptive'} steps from a = {cfg.a_init} to z = {', '.join(f'{z:g}' for z in sorted(cfg.z, reverse=True))}, "
         f"{cfg.dtype}, on {jax.devices()[0].device_kind} x{jax.device_count()}")
@@ -148,7 +158,7 @@ def _simulate(args) -> int:
     lin = jax.block_until_ready(lin)
     timings["initial_conditions_s"] = time.perf_counter() - t
 
-    progress = None if args.quiet else Progress()
+    progress = None if args.quiet or not is_coordinator() else Progress()
 
     def run(c, field):
         snaps = simulate(domain, c, field, a_init=cfg.a_init, a_out=a_out, steps=cfg.steps, stepper=cfg.stepper,
@@ -176,15 +186,16 @@ def _simulate(args) -> int:
         fname = None
         if not args.no_fields:
             fname = f"delta_z{z:.3f}.npy"
-            jio.save_npy(outdir / fname, delta)
+            save_sharded(outdir / fname, delta, overwrite=True)  # every process writes its shards
         outputs.append({"a": a, "z": z, "file": fname, "k": ps.k, "pk": ps.power, "n_modes": ps.n_modes})
         spectra.append((f"z = {z:.3g}", ps.k, ps.power))
         linear.append((f"linear z = {z:.3g}", ps.k, float(d1) ** 2 * plin(cosmo, ps.k)))
     outputs.sort(key=lambda o: -o["z"])
     if not args.no_fields:
-        jio.save_npy(outdir / "ic_linear.npy", lin)
-    run_figure(outdir / "figure.png", deltas[-1], domain.box, spectra, linear,
-               title=f"{cfg.particles}^3 particles, {cfg.box} Mpc/h, B={cfg.B}, {cfg.stepper} {cfg.steps} steps, seed {cfg.seed}")
+        save_sharded(outdir / "ic_linear.npy", lin, overwrite=True)
+    if is_coordinator():
+        run_figure(outdir / "figure.png", deltas[-1], domain.box, spectra, linear,
+                   title=f"{cfg.particles}^3 particles, {cfg.box} Mpc/h, B={cfg.B}, {cfg.stepper} {cfg.steps} steps, seed {cfg.seed}")
     timings["write_s"] = time.perf_counter() - t
     gradient = _gradient(cfg, domain, cosmo, spec, grid, a_out, timings, outdir, args, say) if cfg.grad else None
     timings["total_s"] = time.perf_counter() - t_start
@@ -204,9 +215,10 @@ def _simulate(args) -> int:
         },
         "outputs": outputs,
     }
-    jio.save_json(outdir / "summary.json", summary)
-    say(f"done in {timings['total_s']:.1f} s (compile {timings['compile_s']:.1f} s, run {timings['run_s']:.2f} s); outputs in {outdir}/")
-    print(outdir)
+    if is_coordinator():
+        jio.save_json(outdir / "summary.json", summary)
+        say(f"done in {timings['total_s']:.1f} s (compile {timings['compile_s']:.1f} s, run {timings['run_s']:.2f} s); outputs in {outdir}/")
+        print(outdir)
     return 0
 
 
@@ -240,7 +252,9 @@ def _gradient(cfg, domain, cosmo, spec, grid, a_out, timings, outdir, args, say)
     fname = None
     if not args.no_fields:
         fname = "grad_noise.npy"
-        jio.save_npy(outdir / fname, g_noise)
+        from .shardio import save_sharded
+
+        save_sharded(outdir / fname, g_noise, overwrite=True)
     return {
         "loss": "sum over bins of the CIC-compensated P(k) [(Mpc/h)^3] at the last output",
         "autodiff": cfg.autodiff, "value": float(value), "d_Omega_m": float(g_om), "d_sigma8": float(g_s8),
@@ -258,16 +272,18 @@ def _prepare(args):
 def _power(args) -> int:
     import numpy as np
 
+    from .distributed import initialize, is_coordinator
     from .io import atomic_write
     from .observables import power_spectrum
 
+    initialize(args.distributed)  # before any JAX computation; every process computes, process 0 writes
     path = Path(args.field)
     if not path.is_file():
         raise ConfigError("field", args.field, "an existing .npy file")
     if not isinstance(args.box, (int, float)) or args.box <= 0:
         raise ConfigError("box", args.box, "a positive box side in Mpc/h")
     out = Path(args.out) if args.out else path.with_name(path.stem + "_pk.txt")
-    if out.exists() and not args.overwrite:
+    if out.exists() and not args.overwrite and is_coordinator():  # only process 0 writes it
         raise ConfigError("out", str(out), "a file that does not exist yet, or add --overwrite")
     try:
         field = np.load(path)
@@ -283,6 +299,8 @@ def _power(args) -> int:
         header = "k [h/Mpc]   P0   P2   P4 [(Mpc/h)^3]   n_modes"
         table = np.column_stack([ps.k, *np.asarray(ps.power), ps.n_modes])
     header = f"P(k) of {path.name}, box {args.box} Mpc/h, compensate={args.compensate}, shot noise {args.shot_noise}\n" + header
+    if not is_coordinator():
+        return 0
     atomic_write(out, lambda fh: np.savetxt(fh, table, header=header, fmt="%.6e"))
     print("# " + header.replace("\n", "\n# "))
     for row in table:

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 from .cosmology import Cosmology, check_parameters, power_provider_from_config
+from .distributed import METHODS as DISTRIBUTED_METHODS
 from .domain import Domain, validate as validate_domain
 from .errors import ConfigError
 from .forces import ForceSpec
@@ -53,6 +54,7 @@ class SimConfig:
     power_table: str | None = None
     amplitude: str = "sigma8"         # sigma8 | A_s (cosmopower, with ln10As) | table (the table's own)
     ln10As: float | None = None
+    distributed: str = "auto"         # process start-up, see jaxpm.distributed.initialize
     Omega_m: float = Cosmology.Omega_m
     Omega_b: float = Cosmology.Omega_b
     h: float = Cosmology.h
@@ -100,6 +102,7 @@ class SimConfig:
         _choice("laplace", self.laplace, LAPLACIANS)
         _choice("compensate", str(self.compensate).lower(), ("auto", "true", "false"))
         _choice("autodiff", self.autodiff, AUTODIFF)
+        _choice("distributed", self.distributed, DISTRIBUTED_METHODS)
         if not isinstance(self.grad, bool):
             raise ConfigError("grad", self.grad, "true or false")
         if self.grad and self.stepper not in STEPPERS:

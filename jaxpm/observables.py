@@ -23,7 +23,7 @@ from . import fourier
 from .errors import ConfigError
 from .painting import scheme_order
 
-__all__ = ["PowerSpectrum", "default_k_edges", "power_spectrum", "cross_power", "cross_correlation",
+__all__ = ["PowerSpectrum", "default_k_edges", "power_spectrum", "rfft_modes", "cross_power", "cross_correlation",
            "transfer_function", "shot_noise"]
 
 
@@ -57,31 +57,43 @@ def _modes(shape, box, dtype):
     return kvec, kmod, weight
 
 
-def _compensated_k(field, box, compensate):
-    shape = field.shape
-    fk = fourier.rfftn(field)
-    if compensate:
-        kvec = fourier.kvectors(shape, box, field.dtype)
-        cell = tuple(L / n for L, n in zip(box, shape))
-        fk = fk / fourier.mass_assignment_window(kvec, cell, scheme_order(compensate))
-    return fk
+def rfft_modes(field, box):
+    """The default Fourier provider of the power spectra: ``(delta_k, kvec, weight)`` of one device.
+
+    Any provider (e.g. a sharded FFT) returns the same three things, in any layout and sharding:
+    ``delta_k`` (numpy FFT convention, unnormalised), ``kvec`` = (kx, ky, kz) [h/Mpc] where ``kvec[i]``
+    is the wavenumber along axis i of ``field`` and broadcasts against ``delta_k`` (transposed
+    layouts are fine), and ``weight``, the number of full-FFT modes each entry stands for (2 for
+    the interior of an rfft half-space, 1 for a full FFT), broadcastable against ``delta_k``.
+    """
+    kvec, _, weight = _modes(field.shape, box, field.dtype)
+    return fourier.rfftn(field), kvec, weight
 
 
 def _bin(values, kmod, weight, edges, ells=None, mu=None):
-    """Weighted shell averages of ``values`` (per rfft mode) in bins ``edges``."""
+    """Weighted shell averages of ``values`` (per Fourier mode) in bins ``edges``.
+
+    Works on arrays of any shape and sharding without reshaping them: the bin index is computed
+    element-wise, and each per-bin sum is a scatter-add into a small replicated vector, which
+    XLA partitions into local sums plus an all-reduce (no gather of the field).
+    """
     nb = len(edges) - 1
-    idx = jnp.digitize(kmod.ravel(), jnp.asarray(edges, kmod.dtype)) - 1
+    shape = jnp.broadcast_shapes(values.shape, kmod.shape, jnp.shape(weight))
+    kmod = jnp.broadcast_to(kmod, shape)
+    idx = jnp.digitize(kmod, jnp.asarray(edges, kmod.dtype)) - 1
     valid = (idx >= 0) & (idx < nb)
     idx = jnp.where(valid, idx, nb)  # overflow bin, dropped
-    w = weight.ravel() * valid
-    counts = jnp.zeros(nb + 1, kmod.dtype).at[idx].add(w)[:nb]
-    ksum = jnp.zeros(nb + 1, kmod.dtype).at[idx].add(w * kmod.ravel())[:nb]
+    w = jnp.broadcast_to(weight, shape) * valid
+
+    def total(x):
+        return jnp.zeros(nb + 1, x.dtype).at[idx].add(x)[:nb]
+
+    counts = total(w.astype(kmod.dtype))
+    ksum = total(w * kmod)
     if ells is None:
-        psum = jnp.zeros(nb + 1, values.dtype).at[idx].add(w * values.ravel())[:nb]
+        psum = total(w * values)
     else:
-        leg = [_legendre(ell, mu.ravel()) for ell in ells]
-        psum = jnp.stack([(2 * ell + 1) * jnp.zeros(nb + 1, values.dtype).at[idx].add(w * values.ravel() * L)[:nb]
-                          for ell, L in zip(ells, leg)])
+        psum = jnp.stack([(2 * ell + 1) * total(w * values * _legendre(ell, mu)) for ell in ells])
     safe = jnp.where(counts > 0, counts, 1.0)
     return ksum / safe, psum / safe, counts
 
@@ -98,7 +110,7 @@ def _legendre(ell, mu):
 
 def power_spectrum(field, box, *, field2=None, k_edges=None, compensate: str | None = None,
                    shot_noise: float = 0.0, los: int | None = None, multipoles=(0, 2, 4),
-                   drop_empty: bool = True) -> PowerSpectrum:
+                   drop_empty: bool = True, modes=None) -> PowerSpectrum:
     """Binned (cross-)power spectrum of real 3D fields in a periodic box [Mpc/h].
 
     Args:
@@ -111,6 +123,10 @@ def power_spectrum(field, box, *, field2=None, k_edges=None, compensate: str | N
         los: line-of-sight axis (0, 1 or 2) for multipoles; None for the angle average.
         multipoles: the ells returned when ``los`` is given (0, 2, 4).
         drop_empty: remove bins without modes (needs concrete values; set False under jit).
+        modes: Fourier provider ``modes(field, box) -> (delta_k, kvec, weight)`` (default
+            :func:`rfft_modes`, one device). A sharded FFT here makes the whole estimate
+            distributed: the binning reduces per-bin sums across devices and processes and never
+            gathers the field (see :func:`rfft_modes` for what a provider returns).
     """
     field = jnp.asarray(field)
     box = tuple(float(b) for b in np.broadcast_to(np.asarray(box, dtype=float), (3,)))
@@ -125,25 +141,31 @@ def power_spectrum(field, box, *, field2=None, k_edges=None, compensate: str | N
     if field2 is not None:
         field2 = jnp.asarray(field2, field.dtype)
     k, p, counts = _power_core(field, field2, box, tuple(float(e) for e in edges), compensate, shot_noise,
-                               los, tuple(multipoles) if los is not None else None)
+                               los, tuple(multipoles) if los is not None else None, modes or rfft_modes)
     if drop_empty and not isinstance(counts, jax.core.Tracer):
         keep = np.asarray(counts) > 0
         return PowerSpectrum(np.asarray(k)[keep], np.asarray(p)[..., keep], np.asarray(counts)[keep])
     return PowerSpectrum(k, p, counts)
 
 
-@partial(jax.jit, static_argnames=("box", "edges", "compensate", "los", "multipoles"))
-def _power_core(field, field2, box, edges, compensate, shot_noise, los, multipoles):
-    shape = field.shape
-    kvec, kmod, weight = _modes(shape, box, field.dtype)
-    f1 = _compensated_k(field, box, compensate)
-    f2 = f1 if field2 is None else _compensated_k(field2, box, compensate)
-    norm = math.prod(box) / math.prod(shape) ** 2
+@partial(jax.jit, static_argnames=("box", "edges", "compensate", "los", "multipoles", "modes"))
+def _power_core(field, field2, box, edges, compensate, shot_noise, los, multipoles, modes=rfft_modes):
+    """The one implementation of the binned spectra; ``modes`` is the Fourier provider
+    (:func:`rfft_modes` on one device, a sharded FFT for distributed fields)."""
+    f1, kvec, weight = modes(field, box)
+    f2 = f1 if field2 is None else modes(field2, box)[0]
+    if compensate:
+        cell = tuple(L / n for L, n in zip(box, field.shape))
+        window = fourier.mass_assignment_window(kvec, cell, scheme_order(compensate))
+        f1 = f1 / window
+        f2 = f1 if field2 is None else f2 / window
+    kmod = fourier.kmodulus(kvec)
+    norm = math.prod(box) / math.prod(field.shape) ** 2
     values = (f1 * jnp.conj(f2)).real * norm
     if los is None:
         k, p, counts = _bin(values, kmod, weight, edges)
         return k, p - shot_noise, counts
-    mu = jnp.broadcast_to(kvec[los] / jnp.where(kmod > 0, kmod, 1.0), kmod.shape)
+    mu = kvec[los] / jnp.where(kmod > 0, kmod, 1.0)
     k, p, counts = _bin(values, kmod, weight, edges, multipoles, mu)
     if 0 in multipoles:
         p = p.at[multipoles.index(0)].add(-shot_noise)

@@ -17,6 +17,17 @@ def subprocess_env() -> dict:
     return env
 
 
+def multiprocess_env(devices: int, **extra) -> dict:
+    """:func:`subprocess_env` with ``devices`` fake CPU devices per process and no launcher variables
+    (SLURM_*, PMI_*, OMPI_*, JAXPM_*) leaking in from an outer job, plus ``extra`` variables."""
+    env = {k: v for k, v in subprocess_env().items()
+           if not k.startswith(("SLURM_", "PMI_", "PMIX_", "OMPI_", "MPI_LOCAL", "JAXPM_", "HYDRA_"))}
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
 def mode_power(field, box):
     """Per-mode |k| and P = V / N_c^2 |delta_k|^2 of a cubic field (full FFT)."""
     n = field.shape[0]
