@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, MigrationOverflow
 
 __all__ = ["main"]
 
@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--B", type=_value, help="force mesh = B x N cells per side (default 1)")
     g.add_argument("--box", type=_value, help="box side [Mpc/h] (default 128)")
     g.add_argument("--dtype", help="float32 (default) or float64")
+    g.add_argument("--pdims", help="device grid px,py (default: all devices of all processes, most square split)")
+    g.add_argument("--halo", type=_value, help="halo width in force-mesh cells for several devices (default: 1/8 of a block side, >= 2)")
+    g.add_argument("--capacity", type=_value, help="particle-migration buffer per device, fraction of its particles (default 0.05)")
     g = s.add_argument_group("time stepping")
     g.add_argument("--steps", type=_value, help="number of steps (default 10)")
     g.add_argument("--stepper", help="fastpm (default), bullfrog, leapfrog, or adaptive dopri5 / tsit5 / dopri8")
@@ -79,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_argument_group("output")
     g.add_argument("--out", help="output folder (default: a new runs/<UTC time>/)")
     g.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+    g.add_argument("--checkpoint-every", dest="checkpoint_every", type=_value,
+                   help="write a restart checkpoint (sharded, atomic) into OUT/checkpoint every this many steps")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     g.add_argument("--no-fields", dest="no_fields", action="store_true", help="write summary.json and figure.png only")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
     s.add_argument("--distributed", help=_DIST_HELP)
@@ -121,7 +127,7 @@ def _simulate(args) -> int:
     from .config import SimConfig, load_toml
 
     t_start = time.perf_counter()
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "out", "overwrite", "no_fields", "quiet")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "out", "overwrite", "no_fields", "quiet", "resume")}
     base = SimConfig.from_mapping(load_toml(args.config)) if args.config else SimConfig()
     cfg = base.updated(flags)
     from .distributed import initialize, is_coordinator, on_coordinator
@@ -132,14 +138,22 @@ def _simulate(args) -> int:
     cfg.validate()
     # everything that can reject the input (including parsing a power table) before any folder is made
     domain, cosmo, spec = cfg.domain(), cfg.cosmology(), cfg.force_spec()
-    outdir = Path(on_coordinator(lambda: str(_prepare(args))))  # one folder, chosen by process 0
+    if args.resume:
+        if not args.out or not (Path(args.out) / "checkpoint").is_dir() and not Path(args.out, "checkpoint.old").is_dir():
+            raise ConfigError("resume", args.out, "--out naming the folder of a run written with --checkpoint-every")
+        if not cfg.checkpoint_every:
+            raise ConfigError("checkpoint_every", cfg.checkpoint_every, "the run's checkpoint interval when resuming")
+        outdir = Path(args.out)
+    else:
+        outdir = Path(on_coordinator(lambda: str(_prepare(args))))  # one folder, chosen by process 0
 
     from . import io as jio
     from .cosmology import growth_table
     from .forces import density
     from .ics import linear_field, white_noise
-    from .observables import power_spectrum
+    from .observables import domain_modes, power_spectrum
     from .plotting import run_figure
+    from .restart import run_checkpointed
     from .shardio import save_sharded
     from .simulation import make_time_grid, simulate
 
@@ -166,23 +180,41 @@ def _simulate(args) -> int:
                          progress=progress, rtol=cfg.rtol, atol=cfg.atol)
         return [density(domain, s.dx, "cic") - 1.0 for s in snaps]
 
-    t = time.perf_counter()
-    compiled = jax.jit(run).lower(cosmo, lin).compile()
-    timings["compile_s"] = time.perf_counter() - t
-    say(f"compiled in {timings['compile_s']:.1f} s; running")
-    if progress:
-        progress.start()
-    t = time.perf_counter()
-    deltas = jax.block_until_ready(compiled(cosmo, lin))
-    timings["run_s"] = time.perf_counter() - t
+    if cfg.checkpoint_every:  # chunks of steps, a restart checkpoint after every `checkpoint_every`
+        layout_keys = ("pdims", "halo", "capacity", "distributed", "checkpoint_every", "grad", "autodiff")
+        meta = {k: v for k, v in cfg.as_dict().items() if k not in layout_keys}
+        timings["compile_s"] = 0.0
+        if progress:
+            progress.start()
+        t = time.perf_counter()
+        snaps = run_checkpointed(domain, cosmo, lin, directory=outdir / "checkpoint", every=cfg.checkpoint_every,
+                                 resume=bool(args.resume), a_init=cfg.a_init, a_out=a_out, steps=cfg.steps,
+                                 stepper=cfg.stepper, spacing=cfg.spacing, lpt_order=cfg.lpt_order, force=spec,
+                                 progress=progress, meta=meta,
+                                 on_checkpoint=lambda j: say(f"checkpoint at step {j} in {outdir / 'checkpoint'}"))
+        deltas = jax.block_until_ready(jax.jit(lambda xs: [density(domain, x, "cic") - 1.0 for x in xs])([s.dx for s in snaps]))
+        timings["run_s"] = time.perf_counter() - t
+    else:
+        t = time.perf_counter()
+        compiled = jax.jit(run).lower(cosmo, lin).compile()
+        timings["compile_s"] = time.perf_counter() - t
+        say(f"compiled in {timings['compile_s']:.1f} s; running")
+        if progress:
+            progress.start()
+        t = time.perf_counter()
+        deltas = jax.block_until_ready(compiled(cosmo, lin))
+        timings["run_s"] = time.perf_counter() - t
 
+    from .halo import check_migration
+
+    check_migration()  # a distributed run that lost particles stops here with the remedy
     t = time.perf_counter()
     d1_out = jax.jit(lambda c: growth_table(c).D1(jnp.asarray(a_out)))(cosmo)
     plin = jax.jit(lambda c, k: c.linear_power(k))
     outputs, spectra, linear = [], [], []
     for a, d1, delta in zip(a_out, d1_out, deltas):
         z = 1.0 / a - 1.0
-        ps = power_spectrum(delta, domain.box, compensate="cic")
+        ps = power_spectrum(delta, domain.box, compensate="cic", modes=domain_modes(domain))
         fname = None
         if not args.no_fields:
             fname = f"delta_z{z:.3f}.npy"
@@ -193,8 +225,12 @@ def _simulate(args) -> int:
     outputs.sort(key=lambda o: -o["z"])
     if not args.no_fields:
         save_sharded(outdir / "ic_linear.npy", lin, overwrite=True)
+    # the figure's slab (x-y, summed over a few z planes), made where the field lives, then replicated
+    thick = max(1, domain.mesh_shape[2] // 16)
+    replicated = None if not domain.distributed else jax.sharding.NamedSharding(domain.device_mesh, jax.sharding.PartitionSpec())
+    slab = jax.jit(lambda d: d[:, :, :thick].mean(axis=2), out_shardings=replicated)(deltas[-1])
     if is_coordinator():
-        run_figure(outdir / "figure.png", deltas[-1], domain.box, spectra, linear,
+        run_figure(outdir / "figure.png", slab, domain.box, spectra, linear,
                    title=f"{cfg.particles}^3 particles, {cfg.box} Mpc/h, B={cfg.B}, {cfg.stepper} {cfg.steps} steps, seed {cfg.seed}")
     timings["write_s"] = time.perf_counter() - t
     gradient = _gradient(cfg, domain, cosmo, spec, grid, a_out, timings, outdir, args, say) if cfg.grad else None
@@ -230,7 +266,7 @@ def _gradient(cfg, domain, cosmo, spec, grid, a_out, timings, outdir, args, say)
     from . import io as jio
     from .forces import density
     from .ics import linear_field, white_noise
-    from .observables import power_spectrum
+    from .observables import domain_modes, power_spectrum
     from .simulation import simulate
 
     def loss(noise, om, s8):
@@ -238,7 +274,7 @@ def _gradient(cfg, domain, cosmo, spec, grid, a_out, timings, outdir, args, say)
         snaps = simulate(domain, c, linear_field(domain, c, noise), a_init=cfg.a_init, a_out=a_out, steps=cfg.steps,
                          stepper=cfg.stepper, lpt_order=cfg.lpt_order, force=spec, a_grid=grid, autodiff=cfg.autodiff)
         delta = density(domain, snaps[-1].dx, "cic") - 1.0
-        return jnp.sum(power_spectrum(delta, domain.box, compensate="cic", drop_empty=False).power)
+        return jnp.sum(power_spectrum(delta, domain.box, compensate="cic", drop_empty=False, modes=domain_modes(domain)).power)
 
     noise = white_noise(domain, cfg.seed)
     t = time.perf_counter()
@@ -318,3 +354,6 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"python -m jaxpm {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except MigrationOverflow as exc:
+        print(f"python -m jaxpm {args.command}: error: {exc}", file=sys.stderr)
+        return 3

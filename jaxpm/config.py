@@ -55,6 +55,10 @@ class SimConfig:
     amplitude: str = "sigma8"         # sigma8 | A_s (cosmopower, with ln10As) | table (the table's own)
     ln10As: float | None = None
     distributed: str = "auto"         # process start-up, see jaxpm.distributed.initialize
+    pdims: tuple | None = None        # device grid (px, py); None: all devices, most square split
+    halo: int | None = None           # halo width [force-mesh cells]; None: Domain's default
+    capacity: float | None = None     # particle-migration buffer, fraction of a device's particles
+    checkpoint_every: int = 0         # write a restart checkpoint every this many steps (0: never)
     Omega_m: float = Cosmology.Omega_m
     Omega_b: float = Cosmology.Omega_b
     h: float = Cosmology.h
@@ -77,6 +81,8 @@ class SimConfig:
             clean[_key(key, fields)] = value
         if "z" in clean:
             clean["z"] = _parse_z(clean["z"])
+        if clean.get("pdims") is not None:
+            clean["pdims"] = _parse_pdims(clean["pdims"])
         return cls(**clean)
 
     def updated(self, overrides: dict) -> "SimConfig":
@@ -89,11 +95,15 @@ class SimConfig:
 
         Whole-number floats (``steps = 10.0`` in TOML) are accepted and stored as integers.
         """
-        for name in ("particles", "B", "steps", "seed", "lpt_order"):
+        for name in ("particles", "B", "steps", "seed", "lpt_order", "checkpoint_every"):
             setattr(self, name, _integer(name, getattr(self, name)))
         validate_domain(self.particles, _number("box", self.box), self.B, self.dtype)
         if self.steps < 1:
             raise ConfigError("steps", self.steps, "an integer >= 1")
+        if self.checkpoint_every < 0:
+            raise ConfigError("checkpoint_every", self.checkpoint_every, "0 (never) or a number of steps")
+        if self.checkpoint_every and self.stepper not in STEPPERS:
+            raise ConfigError("checkpoint_every", self.checkpoint_every, f"0 with the adaptive stepper {self.stepper!r}")
         _choice("stepper", self.stepper, ALL_STEPPERS)
         _choice("spacing", self.spacing, SPACINGS)
         _choice("lpt_order", self.lpt_order, (1, 2))
@@ -137,7 +147,9 @@ class SimConfig:
 
     # -- objects of the engine ---------------------------------------------------------------------
     def domain(self) -> Domain:
-        return Domain.create(self.particles, self.box, self.B, self.dtype)
+        """The Domain (its own checks name pdims, halo and capacity; all devices of all processes)."""
+        return Domain.create(self.particles, self.box, self.B, self.dtype, pdims=self.pdims, halo=self.halo,
+                             capacity=self.capacity)
 
     def cosmology(self) -> Cosmology:
         power = power_provider_from_config(self.power, self.power_table, self.amplitude)
@@ -176,6 +188,22 @@ def _key(key, fields):
     if k not in fields:
         raise ConfigError("config key", key, "one of " + ", ".join(sorted(fields)))
     return k
+
+
+def _parse_pdims(value):
+    if isinstance(value, str):
+        value = value.replace("x", ",").split(",")
+    try:
+        pd = tuple(value)
+    except TypeError:
+        raise ConfigError("pdims", value, "two integers, e.g. 2,4 or [2, 4]") from None
+    try:
+        pd = tuple(int(v) for v in pd)
+    except (TypeError, ValueError):
+        raise ConfigError("pdims", value, "two integers, e.g. 2,4 or [2, 4]") from None
+    if len(pd) != 2:
+        raise ConfigError("pdims", value, "two integers, e.g. 2,4 or [2, 4]")
+    return pd
 
 
 def _parse_z(value):

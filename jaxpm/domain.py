@@ -81,8 +81,8 @@ class Domain:
 
         Distribution: ``devices`` defaults to all devices of all processes (``jax.devices()``);
         ``pdims`` (px, py) must multiply to their number (default: the most square split whose
-        sides divide the meshes). ``halo`` defaults to an eighth of the smaller block side (at least
-        2 cells, at most the block); ``capacity`` to 0.05 of a device's particles.
+        sides divide the meshes). ``halo`` defaults to a quarter of the smaller block side (at least
+        4 cells, at most the block); ``capacity`` to 0.1 of a device's particles.
         """
         validate(particles, box, B, dtype)
         n = tuple(int(v) for v in _triple(particles, "particles"))
@@ -96,11 +96,11 @@ class Domain:
                 raise ConfigError("halo", halo, "0 (or unset) on a single device")
             return cls(particles=n, box=L, B=int(B), dtype=str(dtype))
         blocks = [m // p for m, p in zip(mesh_shape[:2], pd) if p > 1]
-        h = int(min(min(blocks), max(2, min(blocks) // 8))) if halo is None else halo
+        h = int(min(min(blocks), max(4, min(blocks) // 4))) if halo is None else halo
         if isinstance(h, bool) or not float(h).is_integer() or not 1 <= h <= min(blocks):
             raise ConfigError("halo", halo, f"an integer from 1 to the smallest sharded block side, {min(blocks)} "
                               f"force-mesh cells, for mesh {mesh_shape} on pdims {pd}")
-        cap = 0.05 if capacity is None else capacity
+        cap = 0.1 if capacity is None else capacity
         if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap <= 1:
             raise ConfigError("capacity", capacity, "a fraction in (0, 1] of a device's particles")
         mesh = Mesh(np.asarray(devs, dtype=object).reshape(pd), ("x", "y"),

@@ -9,3 +9,8 @@ class ConfigError(ValueError):
         self.value = value
         self.allowed = allowed
         super().__init__(f"invalid {parameter} = {value!r}: allowed is {allowed}")
+
+
+class MigrationOverflow(RuntimeError):
+    """A distributed run's particle-migration buffers were too small (its results were poisoned with
+    NaN); the message names the remedy (see :mod:`jaxpm.halo`)."""

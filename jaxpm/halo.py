@@ -40,16 +40,13 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from .errors import MigrationOverflow
 from .painting import _stencil_1d, paint, readout, scheme_order
 
 __all__ = ["paint_sharded", "readout_sharded", "check_migration", "MigrationOverflow"]
 
 #: overflow counts reported by the devices since the last :func:`check_migration` (host side)
 _OVERFLOWS: list[tuple[int, int]] = []
-
-
-class MigrationOverflow(RuntimeError):
-    """A particle migration buffer was too small (the result was poisoned with NaN)."""
 
 
 class _Axis:
@@ -202,7 +199,8 @@ def _report(count, capacity):
     if int(count) > 0:
         _OVERFLOWS.append((int(count), int(capacity)))
         warnings.warn(f"particle migration overflow: {int(count)} particles did not fit the buffers of "
-                      f"{int(capacity)} entries; the result is NaN", RuntimeWarning, stacklevel=2)
+                      f"{int(capacity)} entries; the result is NaN (see jaxpm.halo.check_migration)", RuntimeWarning,
+                      stacklevel=1)
 
 
 def _poison(x, dropped, axes, cap):

@@ -11,6 +11,7 @@ mesh; ``k`` returned is the mode-weighted mean |k| of each bin (bins with no mod
 
 from __future__ import annotations
 
+import functools
 import math
 from functools import partial
 from typing import NamedTuple
@@ -23,7 +24,7 @@ from . import fourier
 from .errors import ConfigError
 from .painting import scheme_order
 
-__all__ = ["PowerSpectrum", "default_k_edges", "power_spectrum", "rfft_modes", "cross_power", "cross_correlation",
+__all__ = ["PowerSpectrum", "default_k_edges", "power_spectrum", "rfft_modes", "domain_modes", "cross_power", "cross_correlation",
            "transfer_function", "shot_noise"]
 
 
@@ -68,6 +69,29 @@ def rfft_modes(field, box):
     """
     kvec, _, weight = _modes(field.shape, box, field.dtype)
     return fourier.rfftn(field), kvec, weight
+
+
+@functools.lru_cache(maxsize=None)
+def domain_modes(domain):
+    """The Fourier provider of :func:`power_spectrum` for fields on ``domain``'s layout.
+
+    On one device it is :func:`rfft_modes`; on several, the pencil r2c FFT of :mod:`jaxpm.pfft` with
+    its padding planes given weight 0, so the estimate is computed where the field lives and only
+    per-bin sums are reduced across devices. Cached per domain: the provider is a static argument
+    of the jitted estimator, and the same object avoids recompiling.
+    """
+    if not domain.distributed:
+        return rfft_modes
+
+    def modes(field, box):
+        shape = field.shape
+        kvec = fourier.kvectors(shape, box, field.dtype, domain)
+        nz = shape[2]
+        iz = jnp.arange(domain.fourier_shape(shape)[2])
+        wz = jnp.where((iz == 0) | ((nz % 2 == 0) & (iz == nz // 2)), 1.0, 2.0) * fourier.mode_mask(shape, domain)[0, 0]
+        return fourier.rfftn(field, domain), kvec, wz.astype(field.dtype).reshape(1, 1, -1)
+
+    return modes
 
 
 def _bin(values, kmod, weight, edges, ells=None, mu=None):

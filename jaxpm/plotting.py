@@ -15,7 +15,9 @@ def run_figure(path, delta, box, spectra, linear, title=""):
     """Save a two-panel PNG atomically.
 
     Args:
-        delta: density contrast of the last output on the force mesh (3D array).
+        delta: the slab to show: density contrast of the last output on the force mesh averaged over
+            its first planes along z (2D array), as ``delta[:, :, :thick].mean(axis=2)`` with
+            ``thick = max(1, Nz // 16)``; a 3D array is reduced here the same way.
         box: box side [Mpc/h].
         spectra: list of ``(label, k, P)`` measured spectra.
         linear: list of ``(label, k, P)`` linear-theory curves.
@@ -26,13 +28,14 @@ def run_figure(path, delta, box, spectra, linear, title=""):
     import matplotlib.pyplot as plt
 
     delta = np.asarray(delta)
-    thick = max(1, delta.shape[2] // 16)
-    slab = np.log10(np.clip(1.0 + delta[:, :, :thick].mean(axis=2), 1e-2, None))
+    if delta.ndim == 3:
+        delta = delta[:, :, : max(1, delta.shape[2] // 16)].mean(axis=2)
+    slab = np.log10(np.clip(1.0 + delta, 1e-2, None))
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.8))
     im = ax0.imshow(slab.T, origin="lower", extent=(0, box[0], 0, box[1]), cmap="magma")
     ax0.set_xlabel("x [Mpc/h]")
     ax0.set_ylabel("y [Mpc/h]")
-    ax0.set_title(f"log10(1+delta), slab of {thick * box[2] / delta.shape[2]:.3g} Mpc/h")
+    ax0.set_title(f"log10(1+delta), slab of {box[2] / 16:.3g} Mpc/h")
     fig.colorbar(im, ax=ax0, shrink=0.85)
     for label, k, p in linear:
         ax1.loglog(k, p, "--", lw=1, label=label)

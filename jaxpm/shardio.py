@@ -38,7 +38,7 @@ import numpy as np
 from .distributed import barrier, is_coordinator, process_count
 from .errors import ConfigError
 
-__all__ = ["save_sharded", "load_sharded", "save_checkpoint", "load_checkpoint", "checkpoint_exists",
+__all__ = ["save_sharded", "load_sharded", "save_checkpoint", "load_checkpoint", "checkpoint_exists", "checkpoint_meta",
            "CHECKPOINT_FILE", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FILE = "checkpoint.json"
@@ -237,6 +237,16 @@ def _complete(directory):
         if (d / CHECKPOINT_FILE).is_file():
             return d
     return None
+
+
+def checkpoint_meta(directory) -> dict:
+    """The ``meta`` dict of the checkpoint at ``directory`` (reads no arrays)."""
+    import json
+
+    found = _complete(Path(directory))
+    if found is None:
+        raise ConfigError("checkpoint", str(directory), f"a folder holding {CHECKPOINT_FILE} (a complete checkpoint)")
+    return json.loads((found / CHECKPOINT_FILE).read_text())["meta"]
 
 
 def load_checkpoint(directory, like=None):

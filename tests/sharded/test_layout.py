@@ -15,7 +15,7 @@ def test_eight_devices_present():
 def test_default_uses_all_devices_most_square():
     d = jaxpm.Domain.create(16, 100.0)
     assert d.pdims == (2, 4) and d.device_mesh.devices.size == 8
-    assert 1 <= d.halo <= 4 and d.capacity == 0.05
+    assert d.halo == 4 and d.capacity == 0.1
 
 
 def test_each_device_holds_its_share():
