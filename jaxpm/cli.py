@@ -263,7 +263,6 @@ def _gradient(cfg, domain, cosmo, spec, grid, a_out, timings, outdir, args, say)
     import jax
     import jax.numpy as jnp
 
-    from . import io as jio
     from .forces import density
     from .ics import linear_field, white_noise
     from .observables import domain_modes, power_spectrum

@@ -82,7 +82,7 @@ class Domain:
         Distribution: ``devices`` defaults to all devices of all processes (``jax.devices()``);
         ``pdims`` (px, py) must multiply to their number (default: the most square split whose
         sides divide the meshes). ``halo`` defaults to a quarter of the smaller block side (at least
-        4 cells, at most the block); ``capacity`` to 0.1 of a device's particles.
+        4 cells, at most the block); ``capacity`` to 0.02 of a device's particles when the halo is 16 cells or more, else 0.25.
         """
         validate(particles, box, B, dtype)
         n = tuple(int(v) for v in _triple(particles, "particles"))
@@ -100,7 +100,9 @@ class Domain:
         if isinstance(h, bool) or not float(h).is_integer() or not 1 <= h <= min(blocks):
             raise ConfigError("halo", halo, f"an integer from 1 to the smallest sharded block side, {min(blocks)} "
                               f"force-mesh cells, for mesh {mesh_shape} on pdims {pd}")
-        cap = 0.1 if capacity is None else capacity
+        # with a wide halo (big blocks) hardly any particle leaves it: a small buffer, which costs
+        # scatter work on every paint; small blocks are cheap, so give them room
+        cap = (0.02 if h >= 16 else 0.25) if capacity is None else capacity
         if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap <= 1:
             raise ConfigError("capacity", capacity, "a fraction in (0, 1] of a device's particles")
         mesh = Mesh(np.asarray(devs, dtype=object).reshape(pd), ("x", "y"),

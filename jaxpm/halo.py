@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from functools import partial
 
 import jax
 import jax.numpy as jnp

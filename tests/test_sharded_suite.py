@@ -3,7 +3,6 @@
 The device count must be fixed before jax is imported, so these tests cannot share this process.
 """
 
-import os
 import subprocess
 import sys
 

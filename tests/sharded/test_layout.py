@@ -15,7 +15,7 @@ def test_eight_devices_present():
 def test_default_uses_all_devices_most_square():
     d = jaxpm.Domain.create(16, 100.0)
     assert d.pdims == (2, 4) and d.device_mesh.devices.size == 8
-    assert d.halo == 4 and d.capacity == 0.1
+    assert d.halo == 4 and d.capacity == 0.25
 
 
 def test_each_device_holds_its_share():
