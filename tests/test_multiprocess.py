@@ -139,7 +139,9 @@ def test_cli_simulate_two_processes_equals_one(tmp_path):
         a, b = np.load(one / o1["file"]), np.load(two / o2["file"])
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
         np.testing.assert_allclose(o2["pk"], o1["pk"], rtol=1e-5)
-    np.testing.assert_allclose(np.load(two / "ic_linear.npy"), np.load(one / "ic_linear.npy"), rtol=1e-6, atol=1e-7)
+    # float32 FFTs split over devices round differently: 1e-5 of the field's largest value
+    ic1 = np.load(one / "ic_linear.npy")
+    np.testing.assert_allclose(np.load(two / "ic_linear.npy"), ic1, rtol=1e-5, atol=1e-5 * np.abs(ic1).max())
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
 
 
