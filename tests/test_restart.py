@@ -37,10 +37,15 @@ def test_resume_is_identical_and_matches_simulate(tmp_path):
     with pytest.raises(Killed):  # the process "dies" right after writing the checkpoint at step 4
         run_checkpointed(d, c, lin, directory=tmp_path / "b", on_checkpoint=die, **kw)
     resumed = run_checkpointed(d, c, lin, directory=tmp_path / "b", resume=True, **kw)
+    # bitwise on CPU; GPU scatter-adds (painting) add in a varying order, so there to rounding
+    exact = jax.default_backend() == "cpu"
     for s, r in zip(full, resumed):
         assert s.a == r.a
-        np.testing.assert_array_equal(np.asarray(s.dx), np.asarray(r.dx))
-        np.testing.assert_array_equal(np.asarray(s.p), np.asarray(r.p))
+        for a, b in ((s.dx, r.dx), (s.p, r.p)):
+            if exact:
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+            else:
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-10 * float(np.abs(b).max()))
     # and the chunked run is the same physics as one scan over all steps
     ref = jax.jit(lambda c, l: jaxpm.simulate(d, c, l, a_init=0.1, a_out=[0.5, 1.0], steps=6))(c, lin)
     for s, r in zip(full, ref):
@@ -69,6 +74,6 @@ def test_cli_checkpoint_and_resume(tmp_path):
     final = np.load(tmp_path / "run" / "delta_z0.000.npy")
     again = run("--out", str(tmp_path / "run"), "--resume")  # continues from step 2
     assert again.returncode == 0, again.stderr[-2000:]
-    np.testing.assert_array_equal(np.load(tmp_path / "run" / "delta_z0.000.npy"), final)
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "delta_z0.000.npy"), final)  # CPU subprocess: bitwise
     wrong = run("--out", str(tmp_path / "run"), "--resume", "--seed", "5")
     assert wrong.returncode != 0 and "resume" in wrong.stderr
