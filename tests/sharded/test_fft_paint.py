@@ -90,3 +90,17 @@ def test_overflow_poisons_and_names_the_remedy():
     with pytest.raises(MigrationOverflow, match="capacity"):
         check_migration()
     check_migration()  # the record is cleared
+
+
+@pytest.mark.parametrize("pd", [(2, 4), (1, 8)])
+def test_distributed_power_spectrum_matches_one_device(pd):
+    from jaxpm.observables import domain_modes, power_spectrum
+
+    shape = (16, 16, 16)
+    d = domain(pd)
+    x = np.random.default_rng(6).normal(size=shape)
+    ref = power_spectrum(x, d.box, compensate="cic", los=2)
+    got = power_spectrum(d.put(x), d.box, compensate="cic", los=2, modes=domain_modes(d))
+    np.testing.assert_allclose(np.asarray(got.power), np.asarray(ref.power), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(got.n_modes), np.asarray(ref.n_modes))  # padding planes not counted
+    np.testing.assert_allclose(np.asarray(got.k), np.asarray(ref.k), rtol=1e-13)
