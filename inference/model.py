@@ -147,44 +147,49 @@ class FieldModel:
             numpyro.deterministic("obs", counts / self.nbar)
 
     # -- flat positions ----------------------------------------------------------------------------
-    def unflatten(self, flat, fixed_scalars: bool = False) -> dict:
-        shape = self.domain.particles
-        if fixed_scalars:
-            return {"init_mesh_": flat.reshape(shape)}
-        out = {n + "_": flat[i] for i, n in enumerate(self.names)}
-        out["init_mesh_"] = flat[len(self.names):].reshape(shape)
+    def free_names(self, fixed: dict | None = None) -> tuple:
+        """Scalars that are sampled (all but those held fixed)."""
+        return tuple(n for n in self.names if not fixed or n not in fixed)
+
+    def unflatten(self, flat, fixed: dict | None = None) -> dict:
+        free = self.free_names(fixed)
+        out = {n + "_": flat[i] for i, n in enumerate(free)}
+        out["init_mesh_"] = flat[len(free):].reshape(self.domain.particles)
         return out
 
-    def flatten(self, params: dict, fixed_scalars: bool = False):
+    def flatten(self, params: dict, fixed: dict | None = None):
         z = jnp.ravel(params["init_mesh_"])
-        if fixed_scalars:
+        free = self.free_names(fixed)
+        if not free:
             return z
-        return jnp.concatenate([jnp.stack([jnp.asarray(params[n + "_"], z.dtype) for n in self.names]), z])
+        return jnp.concatenate([jnp.stack([jnp.asarray(params[n + "_"], z.dtype) for n in free]), z])
 
     def latent_scalars(self, th: dict) -> dict:
-        return {p.name + "_": p.to_latent(float(th[p.name])) for p in self.spec.priors}
+        return {p.name + "_": p.to_latent(float(th[p.name])) for p in self.spec.priors if p.name in th}
 
     def logdensity_fn(self, obs, fixed: dict | None = None):
-        """log p(latents, obs) as a function of the flat position. ``fixed``: base values of the
-        scalars to hold fixed (then the position is the field alone)."""
-        data = {"obs": obs} if self.spec.noise == "gaussian" else {}
-        cond = dict(data)
-        if fixed is not None:
+        """log p(latents, obs) as a function of the flat position ``[free scalars' y, z]``. ``fixed``:
+        base values of scalars held fixed (not sampled; the conditional density)."""
+        cond = {"obs": obs} if self.spec.noise == "gaussian" else {}
+        if fixed:
             cond.update({k: jnp.asarray(v, self.domain.real_dtype) for k, v in self.latent_scalars(fixed).items()})
         model = handlers.condition(self.model, data=cond)
         kwargs = {"obs": obs} if self.spec.noise == "poisson" else {}
 
         def logdensity(flat):
-            return log_density(model, (), kwargs, self.unflatten(flat, fixed is not None))[0]
+            return log_density(model, (), kwargs, self.unflatten(flat, fixed))[0]
 
         return logdensity
 
     def constrain(self, flat, fixed: dict | None = None) -> dict:
         """Base scalars (and delta_L) of a flat position, without the forward model."""
-        params = self.unflatten(flat, fixed is not None)
+        params = self.unflatten(flat, fixed)
         th = {}
         for p in self.spec.priors:
-            th[p.name] = p.to_base(params[p.name + "_"]) if fixed is None else jnp.asarray(fixed[p.name])
+            if fixed and p.name in fixed:
+                th[p.name] = jnp.asarray(fixed[p.name], self.domain.real_dtype)
+            else:
+                th[p.name] = p.to_base(params[p.name + "_"])
         cosmo = self.cosmo(th)
         pk = self.pk_cell(cosmo)
         _, D, f = self.growth(cosmo)
@@ -227,8 +232,8 @@ class FieldModel:
 
     def kaiser_init(self, key, obs, n_chains: int, fixed: dict | None = None, temperature: float = 1.0):
         """Flat positions (n_chains, dim): field drawn from the Kaiser Wiener posterior at the fiducial
-        values (or ``fixed``), scalars at the fiducial values (y = 0, or fixed)."""
-        th = self.fiducial if fixed is None else fixed
+        values (``fixed`` ones where given), free scalars at their fiducial values (y = 0)."""
+        th = dict(self.fiducial) | dict(fixed or {})
         m, var, pk, S = self.kaiser_posterior(obs, th)
         keys = jax.random.split(key, n_chains)
 
@@ -237,8 +242,13 @@ class FieldModel:
             dk = m + jnp.sqrt(temperature * var) * fields.pack(self.domain, xi)
             return latent_from_linear(self.domain, self.spec.precond, dk, pk, S)
 
-        zs = jax.vmap(one)(keys)
-        if fixed is not None:
-            return zs.reshape(n_chains, -1)
-        ys = jnp.asarray(np.array([self.latent_scalars(th)[n + "_"] for n in self.names]), zs.dtype)
-        return jnp.concatenate([jnp.broadcast_to(ys, (n_chains, len(ys))), zs.reshape(n_chains, -1)], axis=1)
+        zs = jax.vmap(one)(keys).reshape(n_chains, -1)
+        free = self.free_names(fixed)
+        if not free:
+            return zs
+        lat = self.latent_scalars(th)
+        ys = jnp.asarray(np.array([lat[n + "_"] for n in free]), zs.dtype)
+        return jnp.concatenate([jnp.broadcast_to(ys, (n_chains, len(ys))), zs], axis=1)
+
+    def dim_of(self, fixed: dict | None = None) -> int:
+        return len(self.free_names(fixed)) + self.domain.n_particles
