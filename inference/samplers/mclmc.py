@@ -20,6 +20,7 @@ def make(logdensity_fn, opts: dict) -> Sampler:
     target = float(opts.get("target_eevpd", 1e-6))
     pilot = float(opts.get("pilot_evals_per_ess", 1000.0))
     l_factor = float(opts.get("l_factor", 0.4))
+    diag = bool(opts.get("diagonal_preconditioning", True))
     kernel = blackjax.mcmc.mclmc.build_kernel(integrator=isokinetic_mclachlan)
 
     def warmup(key, x0, num_steps):
@@ -28,7 +29,7 @@ def make(logdensity_fn, opts: dict) -> Sampler:
         st, par, n_tune = blackjax.mclmc_find_L_and_step_size(
             mclmc_kernel=kernel, num_steps=num_steps, state=st, rng_key=k1, logdensity_fn=logdensity_fn,
             frac_tune1=0.5, frac_tune2=0.5, frac_tune3=0.0, desired_energy_var=target,
-            diagonal_preconditioning=True)
+            diagonal_preconditioning=diag)
         return st, {"step_size": par.step_size, "inverse_mass_matrix": par.inverse_mass_matrix}, 2 * n_tune
 
     def combine(params):
