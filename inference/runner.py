@@ -150,9 +150,16 @@ class Runner:
         return meta["next_chunk"], states, params, acc
 
     # -- the driver ----------------------------------------------------------------------------------
-    def run(self, resume: bool = False, stop_after: int | None = None) -> dict:
-        """Warm up (unless resuming), then sample every remaining chunk. ``stop_after``: return after
-        that many chunks of this call (used by tests to simulate a kill)."""
+    def run(self, resume: bool = False, stop_after: int | None = None, stop_when=None,
+            time_budget_s: float | None = None) -> dict:
+        """Warm up (unless resuming), then sample every remaining chunk.
+
+        Args:
+            stop_after: return after that many chunks of this call (tests use it to simulate a kill).
+            stop_when: ``stop_when(draws) -> bool`` evaluated on all draws so far after each chunk; the run
+                ends early (and is collected) once it is true (e.g. an ESS target).
+            time_budget_s: end after the chunk that exceeds this much sampling time (warm-up included).
+        """
         sp = self.spec
         chunk_fn = self._chunk_fn()
         if resume and (self.out / "checkpoint.json").exists():
@@ -178,7 +185,12 @@ class Runner:
             start = 0
             self._save_checkpoint(0, states, params, acc)
         self.params = params
+        tc0 = time.perf_counter()
+        keys0 = jax.random.split(jax.random.fold_in(self.k_run, 0), sp.chains)
+        chunk_fn = chunk_fn.lower(keys0, states, params).compile()
+        self.timings["chunk_compile_s"] = time.perf_counter() - tc0
         t_start = time.perf_counter()
+        self.n_done = start
         done_here = 0
         times = []
         for c in range(start, sp.n_chunks):
@@ -196,8 +208,13 @@ class Runner:
             self._save_checkpoint(c + 1, states, params, acc)
             self._progress(c, times, draws)
             done_here += 1
+            self.n_done = c + 1
             if stop_after is not None and done_here >= stop_after and c + 1 < sp.n_chunks:
                 return {"stopped_at_chunk": c + 1}
+            spent = self.timings.get("warmup_s", 0.0) + self.timings["sampling_s"]
+            if (stop_when is not None and stop_when(self.load_draws(c + 1))) or \
+                    (time_budget_s is not None and spent > time_budget_s):
+                break
         self.acc = acc
         self.timings["sampling_wall_s"] = time.perf_counter() - t_start
         return self.collect()
@@ -221,7 +238,7 @@ class Runner:
         self.log(f"ALARM chunk {chunk} chain {chain}: {message}")
 
     def load_draws(self, upto=None):
-        n = self.spec.n_chunks if upto is None else upto
+        n = getattr(self, "n_done", self.spec.n_chunks) if upto is None else upto
         files = [np.load(self.out / "chunks" / f"chunk_{c:04d}.npz") for c in range(n)]
         return {k: np.concatenate([f[k] for f in files], axis=1) for k in files[0].files}
 

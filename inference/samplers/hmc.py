@@ -7,6 +7,7 @@ Gradient evaluations per transition = leapfrog steps (``num_integration_steps``)
 from __future__ import annotations
 
 import blackjax
+import jax
 import jax.numpy as jnp
 
 from . import Sampler, StepInfo, median_params
@@ -23,11 +24,28 @@ def _make(kind, logdensity_fn, opts):
         family = blackjax.hmc
 
     def warmup(key, x0, num_steps):
+        if not bool(opts.get("adapt_mass", True)):
+            return _warmup_identity_mass(key, x0, num_steps)
         wa = blackjax.window_adaptation(family, logdensity_fn, is_mass_matrix_diagonal=True,
                                         initial_step_size=float(opts.get("initial_step_size", 0.1)),
                                         target_acceptance_rate=target, **extra)
         (st, par), info = wa.run(key, x0, num_steps=num_steps)
         return st, dict(par), jnp.sum(info.info.num_integration_steps)
+
+    def _warmup_identity_mass(key, x0, num_steps):
+        # step size by dual averaging only, unit mass: isolates the geometry of the parametrisation
+        init_da, update_da, final_da = blackjax.adaptation.step_size.dual_averaging_adaptation(target)
+        st = family(logdensity_fn, step_size=1.0, inverse_mass_matrix=jnp.ones_like(x0), **extra).init(x0)
+        da = init_da(float(opts.get("initial_step_size", 0.1)))
+
+        def body(carry, k):
+            st, da, n = carry
+            alg = family(logdensity_fn, step_size=jnp.exp(da.log_step_size), inverse_mass_matrix=jnp.ones_like(x0), **extra)
+            st, info = alg.step(k, st)
+            return (st, update_da(da, info.acceptance_rate), n + info.num_integration_steps), None
+
+        (st, da, n), _ = jax.lax.scan(body, (st, da, 0), jax.random.split(key, num_steps))
+        return st, {"step_size": final_da(da), "inverse_mass_matrix": jnp.ones_like(x0)}, n
 
     def combine(params):
         return median_params(params)
