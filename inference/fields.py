@@ -127,3 +127,18 @@ def compensate(domain: Domain, mesh, order: int):
 def kaiser_filter(domain: Domain, field, boost_k):
     """Apply a per-mode multiplier (e.g. the Kaiser boost D (b_E + f mu^2)) to a real field."""
     return irfftn(domain, boost_k * rfftn(domain, field))
+
+
+def half_cell_shift(domain: Domain):
+    """Per-mode factor from the particle lattice (q = i h, where delta_L lives) to the engine's cell-centred
+    mesh (value j at (j + 1/2) h, where the galaxies are painted): F_mesh(k) = e^{i k.(h/2)(1,1,1)} F(k).
+
+    On a Nyquist plane the shift has no Hermitian representation: a half-cell shifted Nyquist cosine is
+    sampled at its zeros, so the factor there is cos(pi/2) = 0 along that axis.
+    """
+    kvec, _, _ = kgrid(domain, None)
+    out = 1.0
+    for k, h, n in zip(kvec, domain.particle_spacing, domain.particles):
+        nyq = jnp.abs(jnp.abs(k * h) - math.pi) < 1e-6
+        out = out * jnp.where(nyq, jnp.cos(k * h / 2), jnp.exp(0.5j * k * h))
+    return out

@@ -92,8 +92,10 @@ class FieldModel:
         return g, g.D1(a), g.f1(a)
 
     def boost(self, D, f, b1):
+        """Linear response of the cell-centred galaxy mesh to delta_L(k): the Kaiser boost
+        D (1 + b1 + f mu^2) times the half-cell phase from the particle lattice to the mesh cells."""
         _, _, mu2 = fields.kgrid(self.domain, self.spec.los)
-        return kaiser_boost(D, f, b1, mu2)
+        return kaiser_boost(D, f, b1, mu2) * fields.half_cell_shift(self.domain)
 
     def latent_scale(self, th, pk, D, f):
         """S(k) of the parametrisation (1 for direct/fourier)."""

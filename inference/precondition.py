@@ -32,8 +32,9 @@ def kaiser_boost(D, f, b1, mu2):
 
 
 def kaiser_scale(nbar, boost, pk_cell):
-    """S(k) = sqrt(1 + nbar B^2 P~): the prior-to-posterior standard-deviation ratio per mode."""
-    return jnp.sqrt(1.0 + nbar * boost**2 * pk_cell)
+    """S(k) = sqrt(1 + nbar |B|^2 P~): the prior-to-posterior standard-deviation ratio per mode
+    (B may carry the half-cell phase of the painted mesh, see :func:`inference.fields.half_cell_shift`)."""
+    return jnp.sqrt(1.0 + nbar * jnp.abs(boost) ** 2 * pk_cell)
 
 
 def wiener(domain, obs, nbar, boost, pk_cell):
@@ -41,11 +42,12 @@ def wiener(domain, obs, nbar, boost, pk_cell):
     units sigma^2(k) (the rfft coefficient's variance is N_c sigma^2).
 
     Model d(k) = B delta_L(k) + n(k), d = rfftn(obs - 1), <|n|^2> = N_c / nbar, <|delta_L|^2> = N_c P~:
-    sigma^2 = P~ / (1 + nbar B^2 P~), m = sigma^2 nbar B d.
+    sigma^2 = P~ / (1 + nbar |B|^2 P~), m = sigma^2 nbar conj(B) d (B complex: Kaiser boost times the
+    half-cell phase between the lattice of delta_L and the cell-centred data mesh).
     """
     d = fields.rfftn(domain, obs - 1.0)
-    var = pk_cell / (1.0 + nbar * boost**2 * pk_cell)
-    return var * nbar * boost * d, var
+    var = pk_cell / (1.0 + nbar * jnp.abs(boost) ** 2 * pk_cell)
+    return var * nbar * jnp.conj(boost) * d, var
 
 
 def _safe_sqrt_ratio(pk_cell, scale):

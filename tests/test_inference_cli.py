@@ -62,9 +62,9 @@ def test_cli_bad_input_exit_code_2(tmp_path, capsys):
 
 
 def _table(path):
-    """A two-column P(k) table: Eisenstein-Hu at Planck 2018 (rescaled to sigma8 by the provider anyway)."""
+    """A two-column P(k) table: Eisenstein-Hu at the truth (the table's shape does not follow Omega_m)."""
     k = np.logspace(-5, 2, 600)
-    pk = np.asarray(jaxpm.Cosmology().linear_power(k))
+    pk = np.asarray(jaxpm.Cosmology(Omega_m=0.3, sigma8=0.8).linear_power(k))
     np.savetxt(path, np.column_stack([k, pk]))
 
 
