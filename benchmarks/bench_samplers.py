@@ -1,0 +1,140 @@
+"""Sampler leaderboard at the reference configuration (Simon-Onfroy+2025 sampler table).
+
+Default: 64^3 in 320 Mpc/h (5 Mpc/h cells), a = 0.5, 1LPT, RSD along z, Lagrangian bias, nbar = 1e-3
+(h/Mpc)^3, dynamic Kaiser preconditioning, float64, truth (0.3, 0.8, 1, 0, 0, 0), 8 chains vmapped on
+one device. For each sampler: warm-up, then chunks until sigma8 has --ess-target effective samples or
+the sampler's time budget is spent. Reported per sampler:
+
+- gradient evaluations per effective sample for cosmo, bias and field (reference definitions, warm-up
+  excluded; the field group = 10 random voxels of delta_L), beside the reference table;
+- wall time to --ess-target ESS of sigma8: warm-up + sampling until the target, without compilation
+  (compilation times are reported separately); null if not reached in the budget;
+- posterior means, std, R-hat; the energy error (MCLMC) or acceptance.
+
+Writes ``benchmarks/results/samplers_<device>_<UTC time>.json``. Example (one H200, ~8 minutes):
+
+    python benchmarks/bench_samplers.py --samplers mclmc --budget 420
+    python benchmarks/bench_samplers.py --samplers nuts --budget 420 --chains 8 --warmup 256 --thinning 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+REFERENCE = {  # Simon-Onfroy+2025 sampler table, 64^3 1LPT RSD+bias Kaiser (notes section c)
+    "mclmc": {"cosmo": 1006, "bias": 1329, "field": 64},
+    "nuts": {"cosmo": 15149, "bias": 14436, "field": 456},
+}
+DEFAULTS = {  # per sampler: warm-up transitions, thinning
+    "mclmc": (1024, 16), "mams": (512, 1), "nuts": (256, 1), "hmc": (256, 1), "nutsgibbs": (128, 1),
+}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--mesh", type=int, default=64)
+    p.add_argument("--cell", type=float, default=5.0, help="cell size [Mpc/h] (box = mesh x cell)")
+    p.add_argument("--samplers", default="mclmc,nuts", help="comma list of mclmc,mams,nuts,hmc,nutsgibbs")
+    p.add_argument("--chains", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=None, help="warm-up transitions (default per sampler)")
+    p.add_argument("--thinning", type=int, default=None)
+    p.add_argument("--chunk", type=int, default=16, help="stored draws per chunk (ESS checked after each)")
+    p.add_argument("--max-samples", type=int, default=4096, help="stored draws per chain at most")
+    p.add_argument("--ess-target", type=float, default=100.0)
+    p.add_argument("--budget", type=float, default=420.0, help="seconds of warm-up + sampling per sampler")
+    p.add_argument("--dtype", default="float64")
+    p.add_argument("--lpt-order", type=int, default=1)
+    p.add_argument("--precond", default="kaiser_dyn")
+    p.add_argument("--target-eevpd", type=float, default=1e-6)
+    p.add_argument("--pilot-evals-per-ess", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = p.parse_args(argv)
+
+    import jax
+
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import numpy as np
+
+    from inference.config import InferConfig
+    from inference.diagnostics import group_ess
+    from inference.outputs import write_outputs
+    from inference.runner import Runner
+    from jaxpm.io import device_info, save_json, versions
+
+    results = {"config": vars(args), "reference": REFERENCE, "versions": versions(), "device": device_info(),
+               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "samplers": {}}
+    dev = results["device"]["kind"].replace(" ", "-").lower()
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H%M")
+    out_file = Path(args.out) / f"samplers_{dev}_{args.mesh}_{stamp}.json"
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.samplers.split(","):
+        warm, thin = DEFAULTS[name]
+        warm = args.warmup or warm
+        thin = args.thinning or thin
+        n_chunks = max(1, args.max_samples // args.chunk)
+        cfg = InferConfig.from_mapping(dict(
+            particles=args.mesh, box=args.mesh * args.cell, dtype=args.dtype, lpt_order=args.lpt_order,
+            precond=args.precond, sampler=name, chains=args.chains, warmup=warm, thinning=thin,
+            chunk=args.chunk, samples=n_chunks * args.chunk, seed=args.seed, target_eevpd=args.target_eevpd,
+            pilot_evals_per_ess=args.pilot_evals_per_ess)).validate()
+        model = cfg.model()
+        t0 = time.perf_counter()
+        mock = model.mock({k: float(v) for k, v in cfg.truth.items()}, cfg.seed)
+        obs = np.asarray(mock["obs"])
+        t_mock = time.perf_counter() - t0
+        names = model.names
+        i_s8 = names.index("sigma8")
+        reached = {}
+
+        def stop_when(d, runner=None):
+            e = group_ess([d["scalars"][..., i_s8]])
+            if e >= args.ess_target and "t" not in reached:
+                reached["ess"] = e
+                reached["draws"] = int(d["scalars"].shape[1])
+            return e >= args.ess_target
+
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = Runner(model, obs, cfg.run_spec(), Path(tmp), log=lambda s: print(f"[{name}] {s}", flush=True),
+                            truth=cfg.truth)
+            res = runner.run(stop_when=stop_when, time_budget_s=args.budget)
+            summary = write_outputs(Path(tmp), cfg, model, res, cfg.truth, np.asarray(mock["init_mesh"]),
+                                    log=lambda s: None)
+        t = res["timings"]
+        s = summary["summary"]
+        row = {
+            "dim": model.dim, "chains": args.chains, "warmup": warm, "thinning": thin,
+            "draws_per_chain": int(res["draws"]["scalars"].shape[1]),
+            "evals_per_ess": {g: s["groups"][g]["evals_per_ess"] for g in ("cosmo", "bias", "field")},
+            "ess": {g: s["groups"][g]["ess"] for g in ("cosmo", "bias", "field")},
+            "rhat_max": {g: s["groups"][g]["rhat_max"] for g in ("cosmo", "bias", "field")},
+            "ess_sigma8": s["parameters"]["sigma8"]["ess"],
+            "parameters": s["parameters"],
+            "n_grads_sampling": s["n_grads"], "n_grads_warmup": t.get("warmup_grads"),
+            "seconds": {"mock": t_mock, "warmup_compile": t.get("warmup_compile_s"),
+                        "chunk_compile": t.get("chunk_compile_s"), "warmup": t.get("warmup_s"),
+                        "sampling": t.get("sampling_s")},
+            "time_to_target_s": (t["warmup_s"] + t["sampling_s"]) if reached else None,
+            "time_to_target_note": "warm-up + sampling until ESS(sigma8) >= target, compilation excluded",
+            "eevpd_mean": summary["eevpd_mean"], "acceptance_mean": summary["acceptance_mean"],
+            "alarms": summary["alarms"][:20], "n_alarms": len(summary["alarms"]),
+        }
+        results["samplers"][name] = row
+        print(json.dumps({name: {k: row[k] for k in ("evals_per_ess", "ess_sigma8", "time_to_target_s", "seconds")}},
+                         indent=1), flush=True)
+        save_json(out_file, results)  # after every sampler: a killed job keeps what it measured
+    print(f"wrote {out_file}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Run manager: warm-up, then sampling in chunks under one driver, with checkpoints and exact resume.
+
+Layout of a run folder:
+    checkpoint.npz / checkpoint.json   sampler states, tuned parameters, field accumulators, next chunk
+    chunks/chunk_XXXX.npz              the stored draws of each chunk (scalars, tracked voxels, stats)
+
+Every chunk c uses the key ``fold_in(run_key, c)`` and starts from the state saved after chunk c-1, so a
+run killed at any time and resumed with ``--resume`` produces exactly the chain of an uninterrupted
+run (same compiled function, same inputs). Files are written atomically (chunk file first, then the
+checkpoint), so a kill between the two only redoes that chunk.
+
+Alarms (printed, and kept in ``alarms`` of the summary): the measured energy-error variance per
+dimension of a chain over a chunk (unadjusted MCLMC) leaves [target / band, target * band]; a chain
+has a divergent transition or a non-finite log-density.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpm.io import atomic_write, save_json
+
+from .diagnostics import group_ess
+from .priors import GROUPS
+from .samplers import make_sampler
+
+__all__ = ["RunSpec", "Runner"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    sampler: str = "mclmc"
+    chains: int = 4
+    warmup: int = 512                 # tuning steps (transitions) per chain
+    samples: int = 256                # stored draws per chain after warm-up
+    thinning: int = 4                 # transitions per stored draw
+    chunk: int = 32                   # stored draws per chunk (one checkpoint each)
+    seed: int = 1
+    n_voxels: int = 10                # tracked real-space voxels of delta_L (the "field" group)
+    alarm_band: float = 10.0
+    opts: tuple = ()                  # sampler options as (key, value) pairs (hashable)
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.samples // self.chunk)
+
+
+def _save_npz(path, arrays: dict):
+    def write(fh):
+        np.savez(fh, **arrays)
+
+    atomic_write(path, write)
+
+
+class Runner:
+    """Drives one sampler on one model and data set; see the module docstring."""
+
+    def __init__(self, model, obs, spec: RunSpec, out, log=None, truth: dict | None = None, fixed: dict | None = None):
+        self.model, self.spec, self.out = model, spec, Path(out)
+        self.fixed = dict(fixed) if fixed else None
+        self.dim = model.dim_of(self.fixed)
+        self.obs = jnp.asarray(obs, model.domain.real_dtype)
+        self.truth = truth
+        self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+        opts = dict(spec.opts)
+        opts.setdefault("n_scalars", len(model.free_names(self.fixed)))
+        self.opts = opts
+        self.logdensity = model.logdensity_fn(self.obs, self.fixed)
+        self.sampler = make_sampler(spec.sampler, self.logdensity, opts)
+        rng = np.random.default_rng(spec.seed)
+        self.voxel_index = np.sort(rng.choice(model.domain.n_particles, spec.n_voxels, replace=False))
+        key = jax.random.PRNGKey(spec.seed)
+        self.k_init, self.k_warm, self.k_run = jax.random.split(key, 3)
+        self.alarms: list[dict] = []
+        self.timings: dict = {}
+        (self.out / "chunks").mkdir(parents=True, exist_ok=True)
+
+    # -- compiled pieces -----------------------------------------------------------------------------
+    def _warmup_fn(self):
+        n = self.spec.warmup
+        return jax.jit(jax.vmap(lambda k, x: self.sampler.warmup(k, x, n)))
+
+    def _chunk_fn(self):
+        sp, sampler, model = self.spec, self.sampler, self.model
+        vox = jnp.asarray(self.voxel_index)
+        names = model.names
+        fixed = self.fixed
+
+        def chunk(key, state, params):
+            def one_draw(carry, key):
+                state, acc_sum, acc_sq = carry
+                keys = jax.random.split(key, sp.thinning)
+                state, infos = jax.lax.scan(lambda st, k: sampler.step(k, st, params), state, keys)
+                th = model.constrain(sampler.position(state), fixed)
+                dl = th["init_mesh"]
+                draw = {"scalars": jnp.stack([th[n] for n in names]), "voxels": dl.reshape(-1)[vox],
+                        "n_grads": jnp.sum(infos.n_grads), "energy_sq": jnp.mean(infos.energy_sq),
+                        "acceptance": jnp.mean(infos.acceptance), "divergent": jnp.sum(infos.divergent),
+                        "logdensity": infos.logdensity[-1]}
+                return (state, acc_sum + dl, acc_sq + dl**2), draw
+
+            zero = jnp.zeros(model.domain.particles, model.domain.real_dtype)
+            keys = jax.random.split(key, sp.chunk)
+            (state, s1, s2), draws = jax.lax.scan(one_draw, (state, zero, zero), keys)
+            last = model.constrain(sampler.position(state), fixed)["init_mesh"]
+            return state, draws, s1, s2, last
+
+        return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None)))
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def _template(self):
+        x = jnp.zeros((self.spec.chains, self.dim), self.model.domain.real_dtype)
+        keys = jax.random.split(self.k_warm, self.spec.chains)
+        st, par, _ = jax.eval_shape(jax.vmap(lambda k, x: self.sampler.warmup(k, x, self.spec.warmup)), keys, x)
+        par = jax.eval_shape(self.sampler.combine, par)
+        return st, par
+
+    def _save_checkpoint(self, next_chunk, states, params, acc):
+        leaves_s = jax.tree.leaves(states)
+        leaves_p = jax.tree.leaves(params)
+        arrays = {f"s{i}": np.asarray(v) for i, v in enumerate(leaves_s)}
+        arrays |= {f"p{i}": np.asarray(v) for i, v in enumerate(leaves_p)}
+        arrays |= {k: np.asarray(v) for k, v in acc.items()}
+        _save_npz(self.out / "checkpoint.npz", arrays)
+        save_json(self.out / "checkpoint.json", {"next_chunk": next_chunk, "n_state": len(leaves_s),
+                                                 "n_params": len(leaves_p), "spec": dataclasses.asdict(self.spec),
+                                                 "alarms": self.alarms, "timings": self.timings})
+
+    def _load_checkpoint(self):
+        meta = json.loads((self.out / "checkpoint.json").read_text())
+        if meta["spec"] != json.loads(json.dumps(dataclasses.asdict(self.spec))):
+            from jaxpm.errors import ConfigError
+
+            raise ConfigError("resume", str(self.out), "a run folder made with the same sampler settings")
+        data = np.load(self.out / "checkpoint.npz")
+        st_t, par_t = self._template()
+        states = jax.tree.unflatten(jax.tree.structure(st_t), [jnp.asarray(data[f"s{i}"]) for i in range(meta["n_state"])])
+        params = jax.tree.unflatten(jax.tree.structure(par_t), [jnp.asarray(data[f"p{i}"]) for i in range(meta["n_params"])])
+        acc = {k: data[k] for k in ("sum", "sumsq", "last", "n_draws")}
+        self.alarms = meta["alarms"]
+        self.timings = meta.get("timings", {})
+        return meta["next_chunk"], states, params, acc
+
+    # -- the driver ----------------------------------------------------------------------------------
+    def run(self, resume: bool = False, stop_after: int | None = None, stop_when=None,
+            time_budget_s: float | None = None) -> dict:
+        """Warm up (unless resuming), then sample every remaining chunk.
+
+        Args:
+            stop_after: return after that many chunks of this call (tests use it to simulate a kill).
+            stop_when: ``stop_when(draws) -> bool`` evaluated on all draws so far after each chunk; the run
+                ends early (and is collected) once it is true (e.g. an ESS target).
+            time_budget_s: end after the chunk that exceeds this much sampling time (warm-up included).
+        """
+        sp = self.spec
+        chunk_fn = self._chunk_fn()
+        if resume and (self.out / "checkpoint.json").exists():
+            start, states, params, acc = self._load_checkpoint()
+            self.log(f"resuming at chunk {start}/{sp.n_chunks}")
+        else:
+            t0 = time.perf_counter()
+            x0 = self.model.kaiser_init(self.k_init, self.obs, sp.chains, self.fixed)
+            warm = self._warmup_fn()
+            keys = jax.random.split(self.k_warm, sp.chains)
+            compiled = warm.lower(keys, x0).compile()
+            t1 = time.perf_counter()
+            states, par_c, n_w = compiled(keys, x0)
+            jax.block_until_ready(states)
+            t2 = time.perf_counter()
+            params = self.sampler.combine(par_c)
+            self.timings = {"warmup_compile_s": t1 - t0, "warmup_s": t2 - t1,
+                            "warmup_grads": float(np.sum(np.asarray(n_w)))}
+            self.log(f"warm-up: {sp.warmup} steps x {sp.chains} chains in {t2 - t1:.1f} s "
+                     f"(+{t1 - t0:.1f} s compilation); step size {float(params['step_size']) if 'step_size' in params else params}")
+            shape = (sp.chains,) + self.model.domain.particles
+            acc = {"sum": np.zeros(shape), "sumsq": np.zeros(shape), "last": np.zeros(shape), "n_draws": np.zeros(())}
+            start = 0
+            self._save_checkpoint(0, states, params, acc)
+        self.params = params
+        tc0 = time.perf_counter()
+        keys0 = jax.random.split(jax.random.fold_in(self.k_run, 0), sp.chains)
+        chunk_fn = chunk_fn.lower(keys0, states, params).compile()
+        self.timings["chunk_compile_s"] = time.perf_counter() - tc0
+        t_start = time.perf_counter()
+        self.n_done = start
+        done_here = 0
+        times = []
+        for c in range(start, sp.n_chunks):
+            tc = time.perf_counter()
+            keys = jax.random.split(jax.random.fold_in(self.k_run, c), sp.chains)
+            states, draws, s1, s2, last = chunk_fn(keys, states, params)
+            draws = jax.tree.map(np.asarray, draws)
+            dt = time.perf_counter() - tc
+            times.append(dt)
+            _save_npz(self.out / "chunks" / f"chunk_{c:04d}.npz", draws)
+            acc = {"sum": acc["sum"] + np.asarray(s1), "sumsq": acc["sumsq"] + np.asarray(s2),
+                   "last": np.asarray(last), "n_draws": acc["n_draws"] + sp.chunk}
+            self._check_alarms(c, draws)
+            self.timings["sampling_s"] = self.timings.get("sampling_s", 0.0) + dt
+            self._save_checkpoint(c + 1, states, params, acc)
+            self._progress(c, times, draws)
+            done_here += 1
+            self.n_done = c + 1
+            if stop_after is not None and done_here >= stop_after and c + 1 < sp.n_chunks:
+                return {"stopped_at_chunk": c + 1}
+            spent = self.timings.get("warmup_s", 0.0) + self.timings["sampling_s"]
+            if (stop_when is not None and stop_when(self.load_draws(c + 1))) or \
+                    (time_budget_s is not None and spent > time_budget_s):
+                break
+        self.acc = acc
+        self.timings["sampling_wall_s"] = time.perf_counter() - t_start
+        return self.collect()
+
+    def _check_alarms(self, c, draws):
+        dim = self.dim
+        if self.sampler.name == "mclmc":
+            target = float(dict(self.opts).get("target_eevpd", 1e-6))
+            eevpd = draws["energy_sq"].mean(axis=1) / dim
+            for i, v in enumerate(eevpd):
+                if not (target / self.spec.alarm_band <= v <= target * self.spec.alarm_band):
+                    self._alarm(c, i, f"energy-error variance per dimension {v:.3g} outside "
+                                      f"[{target / self.spec.alarm_band:.3g}, {target * self.spec.alarm_band:.3g}]")
+        div = draws["divergent"].sum(axis=1)
+        for i, v in enumerate(div):
+            if v > 0:
+                self._alarm(c, i, f"{int(v)} divergent transitions or non-finite log-density")
+
+    def _alarm(self, chunk, chain, message):
+        self.alarms.append({"chunk": chunk, "chain": chain, "message": message})
+        self.log(f"ALARM chunk {chunk} chain {chain}: {message}")
+
+    def load_draws(self, upto=None):
+        n = getattr(self, "n_done", self.spec.n_chunks) if upto is None else upto
+        files = [np.load(self.out / "chunks" / f"chunk_{c:04d}.npz") for c in range(n)]
+        return {k: np.concatenate([f[k] for f in files], axis=1) for k in files[0].files}
+
+    def _progress(self, c, times, draws):
+        sp = self.spec
+        per = float(np.median(times[1:])) if len(times) > 1 else times[0]
+        left = per * (sp.n_chunks - c - 1)
+        d = self.load_draws(c + 1)
+        names = self.model.names
+        ess = {g: group_ess([d["scalars"][..., names.index(n)] for n in ns]) for g, ns in GROUPS.items()}
+        ess["sigma8"] = group_ess([d["scalars"][..., names.index("sigma8")]])
+        ess["field"] = group_ess([d["voxels"][..., i] for i in range(d["voxels"].shape[-1])])
+        if self.sampler.adjusted:
+            q = f"acceptance {float(draws['acceptance'].mean()):.3f}"
+        else:
+            q = f"EEVPD {float(draws['energy_sq'].mean()) / self.dim:.2e}"
+        self.log(f"chunk {c + 1}/{sp.n_chunks}  draws {(c + 1) * sp.chunk}/{sp.samples}  chunk {times[-1]:.1f} s  "
+                 f"left ~{left:.0f} s  {q}  ESS sigma8 {ess['sigma8']:.0f} cosmo {ess['cosmo']:.0f} bias {ess['bias']:.0f} field {ess['field']:.0f}")
+
+    def collect(self) -> dict:
+        """All kept draws as arrays (chains, draws, ...) plus the field accumulators."""
+        d = self.load_draws()
+        n = float(self.acc["n_draws"])
+        mean = self.acc["sum"] / n
+        std = np.sqrt(np.maximum(self.acc["sumsq"] / n - mean**2, 0.0))
+        return {"draws": d, "mean_field": mean, "std_field": std, "last_field": self.acc["last"],
+                "alarms": self.alarms, "timings": self.timings, "voxel_index": self.voxel_index}
