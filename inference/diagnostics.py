@@ -39,11 +39,15 @@ def group_ess(values) -> float:
 
 
 def rhat(x) -> float:
-    import arviz as az
-
     x = np.asarray(x, dtype=np.float64)
     if x.shape[0] < 2 or x.shape[1] < 4:
         return float("nan")
+    try:
+        import arviz as az
+    except ImportError:  # a GPU image without ArviZ: blackjax's (non-rank-normalised) R-hat
+        from blackjax.diagnostics import potential_scale_reduction
+
+        return float(potential_scale_reduction(x))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(az.rhat(x))
