@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import datetime as _dt
 
 import jax.numpy as jnp
@@ -63,8 +65,11 @@ def write_outputs(out, cfg, model, result: dict, truth: dict | None, true_field=
     dim = model.dim_of(cfg.fixed_values())
     stats = {"n_grads": d["n_grads"], "acceptance": d["acceptance"], "divergent": d["divergent"],
              "eevpd": d["energy_sq"] / dim, "lp": d["logdensity"]}
-    idata = diagnostics.to_inference_data({n: scalars[n] for n in free}, d["voxels"], stats, result["voxel_index"])
-    idata.to_netcdf(str(out / "chains.nc"))
+    try:
+        idata = diagnostics.to_inference_data({n: scalars[n] for n in free}, d["voxels"], stats, result["voxel_index"])
+        idata.to_netcdf(str(out / "chains.nc"))
+    except ImportError as exc:  # ArviZ missing (e.g. a bare GPU image): keep every other output
+        print(f"chains.nc not written: {exc} (pip install arviz)", file=sys.stderr)
     save_npy(out / "posterior_mean_field.npy", result["mean_field"].mean(0))
     save_npy(out / "posterior_std_field.npy", result["std_field"].mean(0))
     save_npy(out / "last_fields.npy", result["last_field"])
