@@ -67,6 +67,7 @@ def test_kaiser_posterior_of_preconditioned_latent_has_unit_variance():
     assert np.sqrt(np.mean(dev**2)) < 2.0
 
 
+@pytest.mark.slow  # ~95 s on 2 cores: with the heavier validation (make test-slow), keeps make test < 20 min
 def test_kaiser_preconditioning_lowers_gradients_per_effective_sample():
     """Same 1LPT + bias + RSD posterior (field, scalars fixed), same sampler (NUTS, unit mass, step size
     adapted): Kaiser-preconditioned latent against the prior-only (Fourier) one, N_eval/ESS of delta_L voxels."""

@@ -11,10 +11,11 @@ import pytest
 from helpers import REPO, subprocess_env
 
 
-def test_sharded_suite(request):
+@pytest.mark.parametrize("marker", ["not slow", pytest.param("slow", marks=pytest.mark.slow)])
+def test_sharded_suite(marker):
+    """``make test`` runs the sharded tests not marked slow, ``make test-slow`` the slow ones."""
     env = subprocess_env()
     env["JAXPM_TEST_DEVICES"] = "8"
-    marker = request.config.getoption("-m") or "not slow"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marker, "tests/sharded"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     tail = (proc.stdout + proc.stderr)[-6000:]
