@@ -12,7 +12,6 @@ one line naming the parameter, exit code 2, before anything is compiled.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time

@@ -13,7 +13,6 @@ unadjusted MCLMC (4 chains), sized to run in a few minutes on 2 CPU cores.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 from jaxpm.config import _choice, _integer, _number, load_toml
@@ -21,7 +20,6 @@ from jaxpm.cosmology import Cosmology, check_parameters, power_provider_from_con
 from jaxpm.domain import Domain, validate as validate_domain
 from jaxpm.errors import ConfigError
 from jaxpm.painting import SCHEMES
-from jaxpm.simulation import ALL_STEPPERS
 from jaxpm.steppers import STEPPERS
 
 from .model import EVOLUTIONS, NOISES, FieldModel, ModelSpec
