@@ -237,7 +237,8 @@ def check_migration() -> None:
 
 
 # -- public entry points -------------------------------------------------------------------------------
-def _specs(domain, extra: int):
+def _specs(extra: int):
+    """PartitionSpec of an array split over x and y with ``extra`` whole trailing axes."""
     return P("x", "y", *([None] * extra))
 
 
@@ -265,7 +266,7 @@ def paint_sharded(domain, mesh_shape, pos: jax.Array, weight=None, scheme: str =
             mesh = _accumulate(mesh, ax, 0)
         return _poison(mesh, route.dropped, axes, cap)
 
-    f = jax.shard_map(local, mesh=domain.device_mesh, in_specs=(_specs(domain, 2), _specs(domain, 1)),
+    f = jax.shard_map(local, mesh=domain.device_mesh, in_specs=(_specs(2), _specs(1)),
                       out_specs=P("x", "y"))
     return f(pos, w)
 
@@ -303,6 +304,6 @@ def readout_sharded(domain, mesh: jax.Array, pos: jax.Array, scheme: str = "cic"
 
     mesh_spec = P(None, "x", "y") if stacked else P("x", "y")
     out_spec = P("x", "y", *([None] * (len(lead) - 2 + (1 if stacked else 0))))
-    f = jax.shard_map(local, mesh=domain.device_mesh, in_specs=(mesh_spec, _specs(domain, len(lead) - 1)),
+    f = jax.shard_map(local, mesh=domain.device_mesh, in_specs=(mesh_spec, _specs(len(lead) - 1)),
                       out_specs=out_spec)
     return f(mesh, pos)
