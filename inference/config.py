@@ -77,6 +77,8 @@ class InferConfig:
     max_tree_depth: int = 10
     hmc_steps: int = 32
     alarm_band: float = 10.0
+    calibration_steps: int = 32       # MCLMC: transitions per step-size calibration round (0: none)
+    calibration_rounds: int = 4
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -107,7 +109,8 @@ class InferConfig:
     # -- checks ----------------------------------------------------------------------------------
     def validate(self) -> "InferConfig":
         for name in ("particles", "lpt_order", "pm_steps", "seed", "chains", "warmup", "samples", "thinning",
-                     "chunk", "sampler_seed", "n_voxels", "max_tree_depth", "hmc_steps"):
+                     "chunk", "sampler_seed", "n_voxels", "max_tree_depth", "hmc_steps", "calibration_steps",
+                     "calibration_rounds"):
             setattr(self, name, _integer(name, getattr(self, name)))
         validate_domain(self.particles, _number("box", self.box), 1, self.dtype)
         a = _number("a_obs", self.a_obs)
@@ -151,6 +154,10 @@ class InferConfig:
         for name in ("chains", "warmup", "samples", "thinning", "chunk", "n_voxels", "max_tree_depth", "hmc_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "a positive integer")
+        if self.calibration_steps < 0:
+            raise ConfigError("calibration_steps", self.calibration_steps, "an integer >= 0 (0: no calibration)")
+        if self.calibration_rounds < 1:
+            raise ConfigError("calibration_rounds", self.calibration_rounds, "a positive integer")
         if self.chains < 2:
             raise ConfigError("chains", self.chains, "at least 2 (R-hat and the median tuning need several chains)")
         if self.samples % self.chunk:
@@ -196,7 +203,8 @@ class InferConfig:
                 opts[name] = float(getattr(self, name))
         return RunSpec(sampler=self.sampler, chains=self.chains, warmup=self.warmup, samples=self.samples,
                        thinning=self.thinning, chunk=self.chunk, seed=self.sampler_seed, n_voxels=self.n_voxels,
-                       alarm_band=float(self.alarm_band), opts=tuple(sorted(opts.items())))
+                       alarm_band=float(self.alarm_band), calibration_steps=self.calibration_steps,
+                       calibration_rounds=self.calibration_rounds, opts=tuple(sorted(opts.items())))
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)

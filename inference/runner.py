@@ -46,6 +46,8 @@ class RunSpec:
     seed: int = 1
     n_voxels: int = 10                # tracked real-space voxels of delta_L (the "field" group)
     alarm_band: float = 10.0
+    calibration_steps: int = 32       # transitions per calibration round (samplers with ``calibrate``)
+    calibration_rounds: int = 4       # at most; each round continues the chains (counted as warm-up)
     opts: tuple = ()                  # sampler options as (key, value) pairs (hashable)
 
     @property
@@ -178,6 +180,7 @@ class Runner:
             params = self.sampler.combine(par_c)
             self.timings = {"warmup_compile_s": t1 - t0, "warmup_s": t2 - t1,
                             "warmup_grads": float(np.sum(np.asarray(n_w)))}
+            states, params = self._calibrate(states, params)
             self.log(f"warm-up: {sp.warmup} steps x {sp.chains} chains in {t2 - t1:.1f} s "
                      f"(+{t1 - t0:.1f} s compilation); step size {float(params['step_size']) if 'step_size' in params else params}")
             shape = (sp.chains,) + self.model.domain.particles
@@ -218,6 +221,43 @@ class Runner:
         self.acc = acc
         self.timings["sampling_wall_s"] = time.perf_counter() - t_start
         return self.collect()
+
+    def _calibrate(self, states, params):
+        """Rounds of ``calibration_steps`` transitions with the shared parameters; after each, the
+        sampler's ``calibrate`` corrects them from the quantity measured over all chains (see
+        :mod:`inference.samplers.mclmc`). The chains continue through the rounds (warm-up)."""
+        cal, sp, sampler = self.sampler.calibrate, self.spec, self.sampler
+        if cal is None or sp.calibration_steps < 1:
+            return states, params
+
+        def rounds(key, state, params):
+            keys = jax.random.split(key, sp.calibration_steps)
+            state, infos = jax.lax.scan(lambda st, k: sampler.step(k, st, params), state, keys)
+            return state, jnp.mean(infos.energy_sq), jnp.sum(infos.n_grads)
+
+        t0 = time.perf_counter()
+        keys = jax.random.split(jax.random.fold_in(self.k_warm, 1), sp.chains)
+        fn = jax.jit(jax.vmap(rounds, in_axes=(0, 0, None))).lower(keys, states, params).compile()
+        t1 = time.perf_counter()
+        ok = False
+        for r in range(sp.calibration_rounds):
+            keys = jax.random.split(jax.random.fold_in(self.k_warm, 1 + r), sp.chains)
+            states, esq, ng = fn(keys, states, params)
+            measured = float(np.mean(np.asarray(esq))) / self.dim
+            self.timings["warmup_grads"] += float(np.sum(np.asarray(ng)))
+            new, ok = cal(params, measured)
+            self.log(f"calibration {r + 1}/{sp.calibration_rounds}: measured {measured:.3g} at step size "
+                     f"{float(params['step_size']):.4g}" + (" (in band)" if ok else f" -> {float(new['step_size']):.4g}"))
+            if ok:
+                break
+            params = new
+        if not ok:
+            self._alarm(-1, -1, f"calibration did not reach the target band in {sp.calibration_rounds} rounds "
+                                f"(last measured {measured:.3g}); sampling with step size {float(params['step_size']):.4g}")
+        self.timings["warmup_compile_s"] += t1 - t0
+        self.timings["warmup_s"] += time.perf_counter() - t1
+        self.timings["calibration_rounds"] = r + 1
+        return states, params
 
     def _check_alarms(self, c, draws):
         dim = self.dim

@@ -97,6 +97,33 @@ def test_mclmc_energy_error_is_tuned_to_target():
     assert 1e-4 / 4 < eevpd < 1e-4 * 4
 
 
+def test_calibration_restores_the_energy_error_target(tmp_path):
+    """A shared MCLMC step size 10x too small (energy-error variance ~1e-6 of the target, as the blackjax
+    tuner left it at 64^3 on a GPU) is brought back by the runner's calibration rounds: the EEVPD then
+    measured over fresh transitions is within a factor 2 of the target, and the step size is that of a
+    well-tuned run to within the scatter of the tuner."""
+    m = _model()
+    data = m.mock(FID, 4)
+    target = 1e-4
+    spec = RunSpec(sampler="mclmc", chains=2, warmup=300, samples=8, thinning=1, chunk=8, n_voxels=2,
+                   calibration_steps=64, calibration_rounds=6,
+                   opts=(("pilot_evals_per_ess", 50.0), ("target_eevpd", target)))
+    logs = []
+    r = Runner(m, data["obs"], spec, tmp_path, log=logs.append, fixed=FID)
+    x0 = m.kaiser_init(r.k_init, r.obs, 2, FID)
+    st, par, _ = r._warmup_fn()(jax.random.split(r.k_warm, 2), x0)
+    good = r.sampler.combine(par)
+    bad = dict(good, step_size=good["step_size"] * 0.1, L=good["L"] * 0.1)
+    r.timings = {"warmup_grads": 0.0, "warmup_compile_s": 0.0, "warmup_s": 0.0}
+    st, fixed_par = r._calibrate(st, bad)
+    assert r.timings["calibration_rounds"] >= 2 and "in band" in logs[-1]
+    assert 0.6 < float(fixed_par["step_size"] / good["step_size"]) < 1.7
+    _, infos = jax.jit(jax.vmap(lambda k, s: jax.lax.scan(lambda s, kk: r.sampler.step(kk, s, fixed_par), s,
+                                                           jax.random.split(k, 300))))(jax.random.split(jax.random.key(9), 2), st)
+    eevpd = float(jnp.mean(infos.energy_sq)) / r.dim
+    assert target / 2 < eevpd < target * 2
+
+
 @pytest.mark.parametrize("sampler", ["mclmc"])
 def test_resume_after_kill_gives_identical_chain(tmp_path, sampler):
     m = _model()
@@ -122,7 +149,8 @@ def test_alarm_when_energy_error_leaves_band(tmp_path):
     spec = RunSpec(sampler="mclmc", chains=2, warmup=60, samples=8, thinning=1, chunk=8, n_voxels=2,
                    alarm_band=1.01, opts=(("pilot_evals_per_ess", 50.0),))
     res = Runner(m, data["obs"], spec, tmp_path, log=lambda s: None, fixed=FID).run()
-    assert len(res["alarms"]) == 2 and "energy-error variance" in res["alarms"][0]["message"]
+    energy = [a for a in res["alarms"] if "energy-error variance" in a["message"]]
+    assert len(energy) == 2
 
 
 def test_ess_matches_ar1_theory():

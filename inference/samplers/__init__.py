@@ -6,7 +6,11 @@ Each family module exposes ``make(logdensity_fn, opts) -> Sampler`` where, per c
 - ``combine(params) -> params``: merge the per-chain tuned parameters (stacked on axis 0) into one set
   shared by every chain (the reference: median over chains), and set what the tuner does not (MCLMC L);
 - ``step(key, state, params) -> (state, StepInfo)``: one transition;
-- ``position(state)``.
+- ``position(state)``;
+- ``calibrate(params, measured) -> (params, ok)`` (optional, unadjusted samplers): after ``combine``, the
+  runner runs a few transitions with the shared parameters, measures the tuned quantity over all chains
+  (MCLMC: the energy-error variance per dimension) and lets the sampler correct its step size until the
+  measurement is in the target band (``ok``). None for samplers that need no such check.
 
 ``StepInfo.n_grads`` counts gradient evaluations of the log-density, as the reference counts them:
 MCLMC 2 per step (isokinetic McLachlan), MAMS 2 per integration step, NUTS/HMC 1 per leapfrog step,
@@ -35,6 +39,7 @@ class Sampler(NamedTuple):
     step: Callable
     position: Callable
     adjusted: bool
+    calibrate: Callable | None = None
 
 
 def median_params(params):
