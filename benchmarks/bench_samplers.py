@@ -107,6 +107,8 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as tmp:
             runner = Runner(model, obs, cfg.run_spec(), Path(tmp), log=lambda s: print(f"[{name}] {s}", flush=True),
                             truth=cfg.truth)
+            ms_grad = _gradient_ms(runner, model, args.chains)
+            print(f"[{name}] one gradient of the log-density, {args.chains} chains vmapped: {ms_grad:.2f} ms", flush=True)
             res = runner.run(stop_when=stop_when, time_budget_s=args.budget)
             summary = write_outputs(Path(tmp), cfg, model, res, cfg.truth, np.asarray(mock["init_mesh"]),
                                     log=lambda s: None)
@@ -120,6 +122,7 @@ def main(argv=None):
             "rhat_max": {g: s["groups"][g]["rhat_max"] for g in ("cosmo", "bias", "field")},
             "ess_sigma8": s["parameters"]["sigma8"]["ess"],
             "parameters": s["parameters"],
+            "ms_per_gradient_all_chains": ms_grad, "calibration_rounds": t.get("calibration_rounds"),
             "n_grads_sampling": s["n_grads"], "n_grads_warmup": t.get("warmup_grads"),
             "seconds": {"mock": t_mock, "warmup_compile": t.get("warmup_compile_s"),
                         "chunk_compile": t.get("chunk_compile_s"), "warmup": t.get("warmup_s"),
@@ -134,6 +137,22 @@ def main(argv=None):
                          indent=1), flush=True)
         save_json(out_file, results)  # after every sampler: a killed job keeps what it measured
     print(f"wrote {out_file}")
+
+
+def _gradient_ms(runner, model, chains, reps=20):
+    """Median wall time [ms] of one vmapped gradient of the log-density over ``chains`` positions (the
+    unit every sampler's cost is made of), at Kaiser-initialised positions."""
+    import jax
+
+    x = model.kaiser_init(runner.k_init, runner.obs, chains, runner.fixed)
+    f = jax.jit(jax.vmap(jax.value_and_grad(runner.logdensity))).lower(x).compile()
+    jax.block_until_ready(f(x))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(x))
+        times.append(time.perf_counter() - t0)
+    return 1e3 * sorted(times)[len(times) // 2]
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Per seed, chunks run until R-hat < 1.01 and ESS >= 200 for every scalar, or unti
 of Omega_m, sigma8 and b1 contain the truth within 2 sigma, and the posterior mean field's r(k) with the
 true delta_L follows the Kaiser Wiener prediction on large scales (k < 0.1 h/Mpc, within 0.05).
 Results (converged or not) are written to ``benchmarks/results/inference_slow_<UTC time>.json``.
-Seeds: ``INFERENCE_SLOW_SEEDS`` (default "0,1,2").
+Seeds: ``INFERENCE_SLOW_SEEDS`` (default "0,1,2"); chains: ``INFERENCE_SLOW_CHAINS`` (default 4; on a GPU 8
+chains cost about as much wall time as 4).
 """
 
 import datetime as _dt
@@ -26,6 +27,7 @@ from jaxpm.io import device_info, save_json, versions
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [int(s) for s in os.environ.get("INFERENCE_SLOW_SEEDS", "0,1,2").split(",")]
 BUDGET = float(os.environ.get("INFERENCE_SLOW_BUDGET_S", "3600"))
+CHAINS = int(os.environ.get("INFERENCE_SLOW_CHAINS", "4"))
 RESULTS = ROOT / "benchmarks" / "results" / f"inference_slow_{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H%M}.json"
 _record = {"seeds": {}, "budget_s_per_seed": BUDGET, "versions": versions(), "device": device_info()}
 
@@ -39,7 +41,7 @@ def _converged(d, names):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_posterior_covers_truth_at_32cubed(seed):
     cfg = InferConfig.from_mapping(dict(particles=32, box=160.0, dtype="float64", seed=seed, sampler="mclmc",
-                                        chains=4, warmup=1024, thinning=8, chunk=16, samples=16 * 400,
+                                        chains=CHAINS, warmup=1024, thinning=8, chunk=16, samples=16 * 400,
                                         sampler_seed=seed + 10)).validate()
     model = cfg.model()
     truth = {k: float(v) for k, v in cfg.truth.items()}
