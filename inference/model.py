@@ -45,7 +45,7 @@ from jaxpm.painting import scheme_order
 
 from . import fields
 from .bias import bias_weights
-from .precondition import (LATENTS, kaiser_boost, kaiser_scale, latent_from_linear, latent_prior, linear_from_latent,
+from .precondition import (LATENTS, field_event, kaiser_boost, kaiser_scale, latent_from_linear, latent_prior, linear_from_latent,
                            wiener)
 from .priors import REFERENCE_PRIORS
 from .rsd import apply_rsd
@@ -166,11 +166,11 @@ class FieldModel:
         dl = numpyro.deterministic("init_mesh", self.linear(z, pk, S, cosmo))
         mesh = numpyro.deterministic("gxy_mesh", self.forward(th, cosmo, g, D, f, dl))
         if self.spec.noise == "gaussian":
-            numpyro.sample("obs", dist.Normal(mesh, 1.0 / math.sqrt(self.nbar)).to_event(3), obs=obs)
+            numpyro.sample("obs", field_event(self.domain, dist.Normal(mesh, 1.0 / math.sqrt(self.nbar))), obs=obs)
         else:
             # smooth positive rate (the weighted mesh can dip below 0); equals nbar*mesh for mesh >~ 0.3
             rate = self.nbar * jnp.logaddexp(10.0 * mesh, 0.0) / 10.0
-            counts = numpyro.sample("obs_counts", dist.Poisson(rate).to_event(3),
+            counts = numpyro.sample("obs_counts", field_event(self.domain, dist.Poisson(rate)),
                                     obs=None if obs is None else jnp.round(obs * self.nbar))
             numpyro.deterministic("obs", counts / self.nbar)
 
@@ -302,6 +302,11 @@ class FieldModel:
         """Synthetic data at ``truth`` (base scalars): delta_L from the engine's white noise of ``seed``
         (independent of the parametrisation and of the device layout), noise from ``seed + 1``
         (drawn on the global grid with the partitionable threefry: the same on any layout)."""
+        if self.domain.distributed:  # one compiled program (sharded eager dispatch is op-by-op and slow)
+            return jax.jit(lambda: self._mock(truth, seed))()
+        return self._mock(truth, seed)
+
+    def _mock(self, truth: dict, seed: int) -> dict:
         dom = self.domain
         cosmo = self.cosmo({k: jnp.asarray(v, dom.real_dtype) for k, v in truth.items()})
         delta_lin = jaxpm.linear_field(dom, cosmo, jaxpm.white_noise(dom, seed))

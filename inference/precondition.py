@@ -46,7 +46,7 @@ from numpyro.distributions import constraints
 from . import fields
 
 __all__ = ["PRECONDS", "LATENTS", "kaiser_boost", "kaiser_scale", "wiener", "linear_from_latent", "latent_from_linear",
-           "ColouredNormal", "latent_prior", "white_to_latent"]
+           "ColouredNormal", "FieldIndependent", "field_event", "latent_prior", "white_to_latent"]
 
 PRECONDS = ("direct", "fourier", "kaiser", "kaiser_dyn")
 LATENTS = ("modes", "real")
@@ -146,11 +146,24 @@ class ColouredNormal(dist.Distribution):
         return jax.vmap(draw)(jax.random.split(key, n)).reshape(tuple(sample_shape) + d.particles)
 
 
+class FieldIndependent(dist.Independent):
+    """``base.to_event(3)`` whose log_prob sums over the three field axes directly: numpyro's own
+    ``sum_rightmost`` reshapes to one axis first, which on a sharded (X, Y, Z) field is an all-gather."""
+
+    def log_prob(self, value):
+        return jnp.sum(self.base_dist.log_prob(value), axis=(-3, -2, -1))
+
+
+def field_event(domain, base):
+    """``base.to_event(3)`` on one device (unchanged), :class:`FieldIndependent` on a distributed domain."""
+    return FieldIndependent(base, 3) if domain.distributed else base.to_event(3)
+
+
 def latent_prior(domain, precond, scale_k, latent="modes"):
     """numpyro distribution of the latent field (the ``init_mesh_`` site), event shape ``domain.particles``."""
     zeros = jnp.zeros(domain.particles, domain.real_dtype)
     if precond in ("direct", "fourier"):
-        return dist.Normal(domain.constrain(zeros), 1.0).to_event(3)
+        return field_event(domain, dist.Normal(domain.constrain(zeros), 1.0))
     if latent == "modes":
         return dist.Normal(zeros, fields.amp_layout(domain, scale_k)).to_event(3)
     return ColouredNormal(domain, scale_k)
