@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from jaxpm.config import _choice, _integer, _number, load_toml
+from jaxpm.config import _choice, _integer, _number, _parse_pdims, load_toml
 from jaxpm.cosmology import Cosmology, check_parameters, power_provider_from_config
 from jaxpm.domain import Domain, validate as validate_domain
 from jaxpm.errors import ConfigError
@@ -23,7 +23,7 @@ from jaxpm.painting import SCHEMES
 from jaxpm.steppers import STEPPERS
 
 from .model import EVOLUTIONS, NOISES, FieldModel, ModelSpec
-from .precondition import PRECONDS
+from .precondition import LATENTS, PRECONDS
 from .priors import REFERENCE_PRIORS, SCALARS
 from .runner import RunSpec
 from .samplers import SAMPLERS
@@ -51,6 +51,8 @@ class InferConfig:
     noise: str = "gaussian"           # gaussian | poisson
     paint: str = "cic"
     precond: str = "kaiser_dyn"       # direct | fourier | kaiser | kaiser_dyn
+    latent: str | None = None         # modes | real (None: modes on one device, real when pdims splits the field)
+    pdims: tuple = (1, 1)             # device grid (px, py) of one chain's field; uses the first px*py devices
     power: str | None = None          # eisenstein_hu | cosmopower | table
     power_table: str | None = None
     Omega_b: float = Cosmology.Omega_b
@@ -93,6 +95,8 @@ class InferConfig:
                 clean["truth"] = dict(REFERENCE_TRUTH) | value
             else:
                 clean[_key(key, fields)] = value
+        if clean.get("pdims") is not None:
+            clean["pdims"] = _parse_pdims(clean["pdims"])
         if "fixed" in clean:
             f = clean["fixed"]
             clean["fixed"] = tuple(f.split(",")) if isinstance(f, str) else tuple(f)
@@ -122,6 +126,14 @@ class InferConfig:
         _choice("noise", self.noise, NOISES)
         _choice("paint", self.paint, tuple(SCHEMES))
         _choice("precond", self.precond, PRECONDS)
+        if self.pdims is None:
+            self.pdims = (1, 1)
+        self.pdims = _parse_pdims(self.pdims)
+        if self.latent is not None:
+            _choice("latent", self.latent, LATENTS)
+        if self.latent == "modes" and self.pdims != (1, 1):
+            raise ConfigError("latent", self.latent, f"real (or unset) when the field is split over devices, "
+                              f"pdims = {list(self.pdims)} (the packed Fourier-slot latent needs one device)")
         _choice("sampler", self.sampler, SAMPLERS)
         if self.evolution == "pm":
             if self.pm_steps < 1:
@@ -175,11 +187,18 @@ class InferConfig:
         if not _number("alarm_band", self.alarm_band) > 1:
             raise ConfigError("alarm_band", self.alarm_band, "a factor > 1")
         self.cosmology()  # the provider's own checks
+        self.domain()  # pdims against the devices and the grid (ConfigError naming pdims)
         return self
 
     # -- objects ---------------------------------------------------------------------------------
     def domain(self) -> Domain:
-        return Domain.create(self.particles, self.box, 1, self.dtype)
+        """The Domain of one chain's field: one device, or split over the first px * py devices."""
+        px, py = self.pdims
+        import jax
+
+        if px * py > jax.device_count():
+            raise ConfigError("pdims", list(self.pdims), f"px * py at most the number of devices, {jax.device_count()}")
+        return Domain.create(self.particles, self.box, 1, self.dtype, pdims=(px, py), devices=jax.devices()[: px * py])
 
     def cosmology(self) -> Cosmology:
         power = power_provider_from_config(self.power, self.power_table, "sigma8")
@@ -191,7 +210,7 @@ class InferConfig:
             domain=self.domain(), cosmology=self.cosmology(), a_obs=float(self.a_obs), evolution=self.evolution,
             lpt_order=self.lpt_order, pm_steps=self.pm_steps, stepper=self.stepper, pm_a_init=float(self.pm_a_init),
             los=self.los, gxy_density=float(self.gxy_density), noise=self.noise, paint=self.paint,
-            precond=self.precond))
+            precond=self.precond, latent=self.latent))
 
     def fixed_values(self) -> dict | None:
         return {k: float(self.truth[k]) for k in self.fixed} or None
@@ -209,6 +228,7 @@ class InferConfig:
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["fixed"] = list(self.fixed)
+        d["pdims"] = list(self.pdims)
         return d
 
 

@@ -1,7 +1,11 @@
 """Every FFT and k-grid of the inference package, in one place.
 
-Why one module: the engine's ``jaxpm.fourier.rfftn/irfftn/kvectors`` are becoming sharding-aware
-through the :class:`~jaxpm.Domain`; when their signatures change, only this file changes.
+All transforms and k-grids go through the engine's sharding-aware ``jaxpm.fourier.rfftn/irfftn/kvectors``
+with the model's :class:`~jaxpm.Domain`. On a distributed domain a real field (X, Y, Z) is split
+P("x", "y") and its rfft (X, Y, Zc) P(None, "x", "y"), with Zc = Z/2 + 1 padded to a multiple of py by
+zero planes (``domain.fourier_shape``). Per-mode multipliers may take any value on the padding planes
+(the forward transform leaves zeros there and the inverse drops them); a *sum over modes* must weight
+them 0: use :func:`mode_weights`.
 
 Conventions are the engine's (README): forward rfftn unnormalised, inverse with 1/N_cells; a field
 with power P(k) [(Mpc/h)^3] on N_c cells of volume V_cell has ``<|delta_k|^2> = N_c P / V_cell``.
@@ -17,6 +21,10 @@ So z ~ N(0, I) gives exactly the law of ``rfftn`` of unit white noise, each slot
 mode (its real or imaginary part), and a per-mode amplitude S(k) becomes a per-slot scale
 ``s = amp_layout(S)``. ``H`` and its inverse are gathers with static index tables (numpy, built once
 per shape).
+
+The packing is a global permutation (m and -m pair across the whole grid), so it exists on one device
+only; :func:`pack`, :func:`unpack` and :func:`amp_layout` refuse a distributed domain. There the model
+uses the "real" latent (:mod:`inference.precondition`), which needs only FFTs.
 """
 
 from __future__ import annotations
@@ -29,8 +37,9 @@ import numpy as np
 
 from jaxpm import fourier
 from jaxpm.domain import Domain
+from jaxpm.errors import ConfigError
 
-__all__ = ["rfftn", "irfftn", "kgrid", "pack", "unpack", "amp_layout", "n_cells"]
+__all__ = ["rfftn", "irfftn", "kgrid", "mode_weights", "pack", "unpack", "amp_layout", "n_cells"]
 
 
 def n_cells(domain: Domain) -> int:
@@ -39,24 +48,45 @@ def n_cells(domain: Domain) -> int:
 
 def rfftn(domain: Domain, x):
     """Forward real FFT of a field on the particle grid (unnormalised)."""
-    return fourier.rfftn(x)
+    return fourier.rfftn(x, domain)
 
 
 def irfftn(domain: Domain, xk):
     """Inverse of :func:`rfftn` (normalised by 1/N_cells)."""
-    return fourier.irfftn(xk, domain.particles)
+    return fourier.irfftn(xk, domain.particles, domain)
 
 
 def kgrid(domain: Domain, los: int | None):
-    """``(kvec, k, mu2)`` on the rfft grid of the particle mesh: wavevector components [h/Mpc]
-    (broadcastable), modulus |k| [h/Mpc] and mu^2 = (k_los / k)^2 (0 at k = 0; all 0 without a LOS)."""
-    kvec = fourier.kvectors(domain.particles, domain.box, domain.real_dtype)
-    k = fourier.kmodulus(kvec)
+    """``(kvec, k, mu2)`` on the rfft grid of the particle mesh (``domain.fourier_shape``): wavevector
+    components [h/Mpc] (broadcastable; kz = 0 on padding planes), modulus |k| [h/Mpc] and
+    mu^2 = (k_los / k)^2 (0 at k = 0; all 0 without a LOS). The full-size arrays are laid out like an
+    rfft on a distributed domain, so each device computes its own block."""
+    kvec = fourier.kvectors(domain.particles, domain.box, domain.real_dtype, domain)
+    k = domain.constrain(jnp.broadcast_to(fourier.kmodulus(kvec), domain.fourier_shape(domain.particles)), "fourier")
     if los is None:
         mu2 = jnp.zeros_like(k)
     else:
         mu2 = jnp.where(k > 0, kvec[los] ** 2 / jnp.where(k > 0, k, 1.0) ** 2, 0.0)
     return kvec, k, mu2
+
+
+def mode_weights(domain: Domain):
+    """Number of full-FFT modes (equivalently, of real degrees of freedom of a real field) each rfft
+    entry stands for, shape (1, 1, Zc): 1 on the kz = 0 and kz = Nyquist planes (their modes pair up
+    within the plane), 2 elsewhere, 0 on the padding planes of a distributed domain. So
+    ``sum(mode_weights * g(k))`` is the full-FFT sum of any g with g(k) = g(-k), and
+    ``sum(mode_weights * |rfftn(x)|^2) / N_c = sum(x^2)`` (Parseval)."""
+    nz = domain.particles[2]
+    zp = domain.fourier_shape(domain.particles)[2]
+    iz = jnp.arange(zp)
+    w = jnp.where((iz == 0) | (iz == nz // 2), 1.0, 2.0) * (iz <= nz // 2)
+    return w.astype(domain.real_dtype).reshape(1, 1, zp)
+
+
+def _single_device(domain: Domain, what: str):
+    if domain.distributed:
+        raise ConfigError("latent", "modes", f"latent 'real' on a distributed domain ({what} is a global permutation "
+                          "of the grid, one device only)")
 
 
 @functools.lru_cache(maxsize=16)
@@ -91,6 +121,7 @@ def _tables(shape: tuple[int, int, int]):
 
 def pack(domain: Domain, z):
     """H(z): real latent (particle-grid shape) -> Hermitian rfft array with the law of rfftn(white noise)."""
+    _single_device(domain, "the Hermitian packing")
     t = _tables(domain.particles)
     zf = z.reshape(-1)
     dt = z.dtype
@@ -101,6 +132,7 @@ def pack(domain: Domain, z):
 
 def unpack(domain: Domain, ck):
     """Inverse of :func:`pack`: the real latent z with ``pack(z) == ck`` (ck Hermitian)."""
+    _single_device(domain, "the Hermitian packing")
     t = _tables(domain.particles)
     full = ck.reshape(-1)[t["src"]].reshape(domain.particles)
     full = jnp.where(t["conj"], jnp.conj(full), full)
@@ -111,6 +143,7 @@ def unpack(domain: Domain, ck):
 def amp_layout(domain: Domain, s_k):
     """A per-mode amplitude on the rfft grid -> the per-slot scale of the latent (same amplitude on
     the real and imaginary slots of a mode; needs s(k) = s(-k), true of any function of |k| and mu^2)."""
+    _single_device(domain, "the packed amplitude layout")
     t = _tables(domain.particles)
     s_k = jnp.broadcast_to(s_k, domain.particles[:2] + (domain.particles[2] // 2 + 1,))
     return s_k.reshape(-1)[t["src"]].reshape(domain.particles)

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpm.io import device_info, save_json, save_npy, versions
-from jaxpm.observables import _bin, _modes, cross_correlation, power_spectrum
+from jaxpm.observables import _bin, cross_correlation, power_spectrum
 
-from . import diagnostics, plots
+from . import diagnostics, fields, plots
 from .priors import GROUPS
 
 __all__ = ["wiener_correlation", "field_spectra", "write_outputs"]
@@ -29,7 +29,8 @@ def wiener_correlation(model, k_edges, th=None):
     b = model.boost(D, f, th["b1"])
     x = model.nbar * jnp.abs(b) ** 2 * pk
     w = x / (1 + x)
-    _, kmod, weight = _modes(dom.particles, dom.box, dom.real_dtype)
+    _, kmod, _ = fields.kgrid(dom, None)  # the model's own rfft grid (padded on a sharded domain)
+    weight = fields.mode_weights(dom)
     _, num, cnt = _bin(jnp.broadcast_to(w * pk, kmod.shape), kmod, weight, tuple(k_edges))
     _, den, _ = _bin(jnp.broadcast_to(pk, kmod.shape), kmod, weight, tuple(k_edges))
     keep = np.asarray(cnt) > 0

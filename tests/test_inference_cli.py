@@ -37,6 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
     ({"evolution": "pm", "stepper": "fastpm", "pm_a_init": 0.0}, "pm_a_init"),
     ({"a_obs": 0.0}, "a_obs"),
     ({"data": "/nonexistent"}, "data"),
+    ({"latent": "fourier"}, "latent"),
+    ({"latent": "modes", "pdims": [2, 4]}, "latent"),  # the packed latent needs one device
+    ({"pdims": [2, 4]}, "pdims"),  # more devices than this process has
+    ({"pdims": "2"}, "pdims"),
 ])
 def test_bad_config_names_the_parameter(values, parameter):
     with pytest.raises(ConfigError) as err:
