@@ -79,8 +79,8 @@ class InferConfig:
     max_tree_depth: int = 10
     hmc_steps: int = 32
     alarm_band: float = 10.0
-    calibration_steps: int = 32       # MCLMC: transitions per step-size calibration round (0: none)
-    calibration_rounds: int = 4
+    calibration_steps: int = 64       # MCLMC: transitions per step-size calibration round (0: none)
+    calibration_rounds: int = 24      # at most; stops after 3 consecutive rounds in band
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod

@@ -106,7 +106,7 @@ def test_calibration_restores_the_energy_error_target(tmp_path):
     data = m.mock(FID, 4)
     target = 1e-4
     spec = RunSpec(sampler="mclmc", chains=2, warmup=300, samples=8, thinning=1, chunk=8, n_voxels=2,
-                   calibration_steps=64, calibration_rounds=6,
+                   calibration_steps=64, calibration_rounds=10,
                    opts=(("pilot_evals_per_ess", 50.0), ("target_eevpd", target)))
     logs = []
     r = Runner(m, data["obs"], spec, tmp_path, log=logs.append, fixed=FID)
@@ -116,7 +116,7 @@ def test_calibration_restores_the_energy_error_target(tmp_path):
     bad = dict(good, step_size=good["step_size"] * 0.1, L=good["L"] * 0.1)
     r.timings = {"warmup_grads": 0.0, "warmup_compile_s": 0.0, "warmup_s": 0.0}
     st, fixed_par = r._calibrate(st, bad)
-    assert r.timings["calibration_rounds"] >= 2 and "in band" in logs[-1]
+    assert r.timings["calibration_rounds"] >= 4 and all("in band" in line for line in logs[-3:])
     assert 0.6 < float(fixed_par["step_size"] / good["step_size"]) < 1.7
     _, infos = jax.jit(jax.vmap(lambda k, s: jax.lax.scan(lambda s, kk: r.sampler.step(kk, s, fixed_par), s,
                                                            jax.random.split(k, 300))))(jax.random.split(jax.random.key(9), 2), st)

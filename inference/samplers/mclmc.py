@@ -11,7 +11,8 @@ from the target (measured: EEVPD 5e-11 for a 1e-6 target at 64^3 on an H200, i.e
 ~5x more gradients per effective sample). The runner therefore measures the EEVPD of the shared
 parameters over all chains for a few transitions and :func:`calibrate` rescales the step size by
 ``(target / measured)^(1/6)`` (Var[dE] ~ eps^6 for the McLachlan integrator; at most x4 or /4 per round)
-until the measurement is within ``calibration_band`` (default 1.5) of the target; L follows the step size.
+until three consecutive measurements are within ``calibration_band`` (default 1.5) of the target; L follows
+the step size.
 """
 
 from __future__ import annotations
