@@ -5,8 +5,9 @@ Default: 64^3 in 320 Mpc/h (5 Mpc/h cells), a = 0.5, 1LPT, RSD along z, Lagrangi
 one device. For each sampler: warm-up, then chunks until sigma8 has --ess-target effective samples or
 the sampler's time budget is spent. Reported per sampler:
 
-- gradient evaluations per effective sample for cosmo, bias and field (reference definitions, warm-up
-  excluded; the field group = 10 random voxels of delta_L), beside the reference table;
+- gradient evaluations per effective sample for cosmo, bias and field (reference definitions: warm-up
+  and burn-in excluded, MCLMC burn-in = the reference's first 100 stored draws; the field group = 10
+  random voxels of delta_L), beside the reference table;
 - wall time to --ess-target ESS of sigma8: warm-up + sampling until the target, without compilation
   (compilation times are reported separately); null if not reached in the budget;
 - posterior means, std, R-hat; the energy error (MCLMC) or acceptance.
@@ -34,8 +35,8 @@ REFERENCE = {  # Simon-Onfroy+2025 sampler table, 64^3 1LPT RSD+bias Kaiser (not
     "mclmc": {"cosmo": 1006, "bias": 1329, "field": 64},
     "nuts": {"cosmo": 15149, "bias": 14436, "field": 456},
 }
-DEFAULTS = {  # per sampler: warm-up transitions, thinning
-    "mclmc": (1024, 16), "mams": (512, 1), "nuts": (256, 1), "hmc": (256, 1), "nutsgibbs": (128, 1),
+DEFAULTS = {  # per sampler: warm-up transitions, thinning, burn-in (stored draws left out, as the reference's 100)
+    "mclmc": (1024, 16, 100), "mams": (512, 1, 0), "nuts": (256, 1, 0), "hmc": (256, 1, 0), "nutsgibbs": (128, 1, 0),
 }
 
 
@@ -47,6 +48,7 @@ def main(argv=None):
     p.add_argument("--chains", type=int, default=8)
     p.add_argument("--warmup", type=int, default=None, help="warm-up transitions (default per sampler)")
     p.add_argument("--thinning", type=int, default=None)
+    p.add_argument("--burn-in", type=int, default=None, help="stored draws per chain left out (default per sampler)")
     p.add_argument("--chunk", type=int, default=16, help="stored draws per chunk (ESS checked after each)")
     p.add_argument("--max-samples", type=int, default=4096, help="stored draws per chain at most")
     p.add_argument("--ess-target", type=float, default=100.0)
@@ -79,14 +81,15 @@ def main(argv=None):
     out_file = Path(args.out) / f"samplers_{dev}_{args.mesh}_{stamp}.json"
     out_file.parent.mkdir(parents=True, exist_ok=True)
     for name in args.samplers.split(","):
-        warm, thin = DEFAULTS[name]
+        warm, thin, burn = DEFAULTS[name]
         warm = args.warmup or warm
         thin = args.thinning or thin
-        n_chunks = max(1, args.max_samples // args.chunk)
+        burn = burn if args.burn_in is None else args.burn_in
+        n_chunks = max(1, (args.max_samples + burn) // args.chunk)
         cfg = InferConfig.from_mapping(dict(
             particles=args.mesh, box=args.mesh * args.cell, dtype=args.dtype, lpt_order=args.lpt_order,
             precond=args.precond, sampler=name, chains=args.chains, warmup=warm, thinning=thin,
-            chunk=args.chunk, samples=n_chunks * args.chunk, seed=args.seed, target_eevpd=args.target_eevpd,
+            chunk=args.chunk, samples=n_chunks * args.chunk, burn_in=burn, seed=args.seed, target_eevpd=args.target_eevpd,
             pilot_evals_per_ess=args.pilot_evals_per_ess)).validate()
         model = cfg.model()
         t0 = time.perf_counter()
@@ -98,6 +101,8 @@ def main(argv=None):
         reached = {}
 
         def stop_when(d, runner=None):
+            if d["scalars"].shape[1] < 4:  # still in the burn-in
+                return False
             e = group_ess([d["scalars"][..., i_s8]])
             if e >= args.ess_target and "t" not in reached:
                 reached["ess"] = e
@@ -115,7 +120,7 @@ def main(argv=None):
         t = res["timings"]
         s = summary["summary"]
         row = {
-            "dim": model.dim, "chains": args.chains, "warmup": warm, "thinning": thin,
+            "dim": model.dim, "chains": args.chains, "warmup": warm, "thinning": thin, "burn_in_draws": burn,
             "draws_per_chain": int(res["draws"]["scalars"].shape[1]),
             "evals_per_ess": {g: s["groups"][g]["evals_per_ess"] for g in ("cosmo", "bias", "field")},
             "ess": {g: s["groups"][g]["ess"] for g in ("cosmo", "bias", "field")},
@@ -124,11 +129,12 @@ def main(argv=None):
             "parameters": s["parameters"],
             "ms_per_gradient_all_chains": ms_grad, "calibration_rounds": t.get("calibration_rounds"),
             "n_grads_sampling": s["n_grads"], "n_grads_warmup": t.get("warmup_grads"),
+            "n_grads_burn_in": summary["n_grads_burn_in"],
             "seconds": {"mock": t_mock, "warmup_compile": t.get("warmup_compile_s"),
                         "chunk_compile": t.get("chunk_compile_s"), "warmup": t.get("warmup_s"),
                         "sampling": t.get("sampling_s")},
             "time_to_target_s": (t["warmup_s"] + t["sampling_s"]) if reached else None,
-            "time_to_target_note": "warm-up + sampling until ESS(sigma8) >= target, compilation excluded",
+            "time_to_target_note": "warm-up + burn-in + sampling until ESS(sigma8) >= target, compilation excluded",
             "eevpd_mean": summary["eevpd_mean"], "acceptance_mean": summary["acceptance_mean"],
             "alarms": summary["alarms"][:20], "n_alarms": len(summary["alarms"]),
         }

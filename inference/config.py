@@ -70,6 +70,7 @@ class InferConfig:
     samples: int = 128
     thinning: int = 4
     chunk: int = 32
+    burn_in: int = 0                  # first stored draws per chain (of `samples`) left out of all estimates
     sampler_seed: int = 1
     n_voxels: int = 10
     target_eevpd: float = 1e-6
@@ -113,7 +114,7 @@ class InferConfig:
     # -- checks ----------------------------------------------------------------------------------
     def validate(self) -> "InferConfig":
         for name in ("particles", "lpt_order", "pm_steps", "seed", "chains", "warmup", "samples", "thinning",
-                     "chunk", "sampler_seed", "n_voxels", "max_tree_depth", "hmc_steps", "calibration_steps",
+                     "chunk", "sampler_seed", "n_voxels", "max_tree_depth", "hmc_steps", "calibration_steps", "burn_in",
                      "calibration_rounds"):
             setattr(self, name, _integer(name, getattr(self, name)))
         validate_domain(self.particles, _number("box", self.box), 1, self.dtype)
@@ -166,6 +167,8 @@ class InferConfig:
         for name in ("chains", "warmup", "samples", "thinning", "chunk", "n_voxels", "max_tree_depth", "hmc_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "a positive integer")
+        if not 0 <= self.burn_in < self.samples:
+            raise ConfigError("burn_in", self.burn_in, f"an integer in [0, samples = {self.samples}) (stored draws per chain left out)")
         if self.calibration_steps < 0:
             raise ConfigError("calibration_steps", self.calibration_steps, "an integer >= 0 (0: no calibration)")
         if self.calibration_rounds < 1:
@@ -221,7 +224,7 @@ class InferConfig:
             if getattr(self, name) is not None:
                 opts[name] = float(getattr(self, name))
         return RunSpec(sampler=self.sampler, chains=self.chains, warmup=self.warmup, samples=self.samples,
-                       thinning=self.thinning, chunk=self.chunk, seed=self.sampler_seed, n_voxels=self.n_voxels,
+                       thinning=self.thinning, chunk=self.chunk, burn_in=self.burn_in, seed=self.sampler_seed, n_voxels=self.n_voxels,
                        alarm_band=float(self.alarm_band), calibration_steps=self.calibration_steps,
                        calibration_rounds=self.calibration_rounds, opts=tuple(sorted(opts.items())))
 

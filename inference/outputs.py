@@ -77,6 +77,8 @@ def write_outputs(out, cfg, model, result: dict, truth: dict | None, true_field=
     summary = {
         "config": cfg.as_dict(), "sampler": cfg.sampler, "dim": dim, "n_chains": cfg.chains,
         "n_draws_per_chain": int(d["n_grads"].shape[1]), "summary": summ,
+        "burn_in_draws_per_chain": cfg.burn_in,
+        "n_grads_burn_in": float(np.sum(result["burn_in_draws"]["n_grads"])) if "burn_in_draws" in result else 0.0,
         "eevpd_mean": float(np.mean(d["energy_sq"]) / dim) if cfg.sampler == "mclmc" else None,
         "acceptance_mean": float(np.mean(d["acceptance"])), "divergent": int(np.sum(d["divergent"])),
         "alarms": result["alarms"], "timings": result["timings"], "versions": versions(), "device": device_info(),

@@ -9,6 +9,11 @@ run killed at any time and resumed with ``--resume`` produces exactly the chain 
 run (same compiled function, same inputs). Files are written atomically (chunk file first, then the
 checkpoint), so a kill between the two only redoes that chunk.
 
+Burn-in: the first ``burn_in`` stored draws of each chain are sampled and saved like the others but
+left out of the ESS, the field moments and the gradient count of the summary (the reference discards
+its first 100 stored draws): at 64^3 the chains still relax from the Kaiser initialisation for
+thousands of transitions after the warm-up, and that transient would be counted as autocorrelation.
+
 Alarms (printed, and kept in ``alarms`` of the summary): the measured energy-error variance per
 dimension of a chain over a chunk (unadjusted MCLMC) leaves [target / band, target * band]; a chain
 has a divergent transition or a non-finite log-density.
@@ -43,6 +48,7 @@ class RunSpec:
     samples: int = 256                # stored draws per chain after warm-up
     thinning: int = 4                 # transitions per stored draw
     chunk: int = 32                   # stored draws per chunk (one checkpoint each)
+    burn_in: int = 0                  # first stored draws per chain left out of every estimate (still on disk)
     seed: int = 1
     n_voxels: int = 10                # tracked real-space voxels of delta_L (the "field" group)
     alarm_band: float = 10.0
@@ -96,9 +102,11 @@ class Runner:
         names = model.names
         fixed = self.fixed
 
-        def chunk(key, state, params):
-            def one_draw(carry, key):
+        def chunk(key, state, params, skip):
+            def one_draw(carry, xs):
                 state, acc_sum, acc_sq = carry
+                key, j = xs
+                keep = (j >= skip).astype(acc_sum.dtype)  # burn-in draws stay out of the field moments
                 keys = jax.random.split(key, sp.thinning)
                 state, infos = jax.lax.scan(lambda st, k: sampler.step(k, st, params), state, keys)
                 th = model.constrain(sampler.position(state), fixed)
@@ -107,15 +115,15 @@ class Runner:
                         "n_grads": jnp.sum(infos.n_grads), "energy_sq": jnp.mean(infos.energy_sq),
                         "acceptance": jnp.mean(infos.acceptance), "divergent": jnp.sum(infos.divergent),
                         "logdensity": infos.logdensity[-1]}
-                return (state, acc_sum + dl, acc_sq + dl**2), draw
+                return (state, acc_sum + keep * dl, acc_sq + keep * dl**2), draw
 
             zero = jnp.zeros(model.domain.particles, model.domain.real_dtype)
             keys = jax.random.split(key, sp.chunk)
-            (state, s1, s2), draws = jax.lax.scan(one_draw, (state, zero, zero), keys)
+            (state, s1, s2), draws = jax.lax.scan(one_draw, (state, zero, zero), (keys, jnp.arange(sp.chunk)))
             last = model.constrain(sampler.position(state), fixed)["init_mesh"]
             return state, draws, s1, s2, last
 
-        return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None)))
+        return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None)))
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def _template(self):
@@ -190,7 +198,7 @@ class Runner:
         self.params = params
         tc0 = time.perf_counter()
         keys0 = jax.random.split(jax.random.fold_in(self.k_run, 0), sp.chains)
-        chunk_fn = chunk_fn.lower(keys0, states, params).compile()
+        chunk_fn = chunk_fn.lower(keys0, states, params, jnp.int32(0)).compile()
         self.timings["chunk_compile_s"] = time.perf_counter() - tc0
         t_start = time.perf_counter()
         self.n_done = start
@@ -199,13 +207,14 @@ class Runner:
         for c in range(start, sp.n_chunks):
             tc = time.perf_counter()
             keys = jax.random.split(jax.random.fold_in(self.k_run, c), sp.chains)
-            states, draws, s1, s2, last = chunk_fn(keys, states, params)
+            skip = min(sp.chunk, max(0, sp.burn_in - c * sp.chunk))  # burn-in draws in this chunk
+            states, draws, s1, s2, last = chunk_fn(keys, states, params, jnp.int32(skip))
             draws = jax.tree.map(np.asarray, draws)
             dt = time.perf_counter() - tc
             times.append(dt)
             _save_npz(self.out / "chunks" / f"chunk_{c:04d}.npz", draws)
             acc = {"sum": acc["sum"] + np.asarray(s1), "sumsq": acc["sumsq"] + np.asarray(s2),
-                   "last": np.asarray(last), "n_draws": acc["n_draws"] + sp.chunk}
+                   "last": np.asarray(last), "n_draws": acc["n_draws"] + sp.chunk - skip}
             self._check_alarms(c, draws)
             self.timings["sampling_s"] = self.timings.get("sampling_s", 0.0) + dt
             self._save_checkpoint(c + 1, states, params, acc)
@@ -215,7 +224,7 @@ class Runner:
             if stop_after is not None and done_here >= stop_after and c + 1 < sp.n_chunks:
                 return {"stopped_at_chunk": c + 1}
             spent = self.timings.get("warmup_s", 0.0) + self.timings["sampling_s"]
-            if (stop_when is not None and stop_when(self.load_draws(c + 1))) or \
+            if (stop_when is not None and stop_when(self.kept_draws(c + 1))) or \
                     (time_budget_s is not None and spent > time_budget_s):
                 break
         self.acc = acc
@@ -288,27 +297,37 @@ class Runner:
         files = [np.load(self.out / "chunks" / f"chunk_{c:04d}.npz") for c in range(n)]
         return {k: np.concatenate([f[k] for f in files], axis=1) for k in files[0].files}
 
+    def kept_draws(self, upto=None):
+        """:meth:`load_draws` without the burn-in (empty arrays while still in it)."""
+        return {k: v[:, self.spec.burn_in:] for k, v in self.load_draws(upto).items()}
+
     def _progress(self, c, times, draws):
         sp = self.spec
         per = float(np.median(times[1:])) if len(times) > 1 else times[0]
         left = per * (sp.n_chunks - c - 1)
-        d = self.load_draws(c + 1)
+        d = self.kept_draws(c + 1)
         names = self.model.names
-        ess = {g: group_ess([d["scalars"][..., names.index(n)] for n in ns]) for g, ns in GROUPS.items()}
-        ess["sigma8"] = group_ess([d["scalars"][..., names.index("sigma8")]])
-        ess["field"] = group_ess([d["voxels"][..., i] for i in range(d["voxels"].shape[-1])])
+        if d["scalars"].shape[1] >= 4:
+            ess = {g: group_ess([d["scalars"][..., names.index(n)] for n in ns]) for g, ns in GROUPS.items()}
+            ess["sigma8"] = group_ess([d["scalars"][..., names.index("sigma8")]])
+            ess["field"] = group_ess([d["voxels"][..., i] for i in range(d["voxels"].shape[-1])])
+            e = f"ESS sigma8 {ess['sigma8']:.0f} cosmo {ess['cosmo']:.0f} bias {ess['bias']:.0f} field {ess['field']:.0f}"
+        else:
+            e = f"burn-in ({sp.burn_in} draws)"
         if self.sampler.adjusted:
             q = f"acceptance {float(draws['acceptance'].mean()):.3f}"
         else:
             q = f"EEVPD {float(draws['energy_sq'].mean()) / self.dim:.2e}"
         self.log(f"chunk {c + 1}/{sp.n_chunks}  draws {(c + 1) * sp.chunk}/{sp.samples}  chunk {times[-1]:.1f} s  "
-                 f"left ~{left:.0f} s  {q}  ESS sigma8 {ess['sigma8']:.0f} cosmo {ess['cosmo']:.0f} bias {ess['bias']:.0f} field {ess['field']:.0f}")
+                 f"left ~{left:.0f} s  {q}  {e}")
 
     def collect(self) -> dict:
-        """All kept draws as arrays (chains, draws, ...) plus the field accumulators."""
-        d = self.load_draws()
-        n = float(self.acc["n_draws"])
+        """Draws after the burn-in as arrays (chains, draws, ...), the burn-in draws, the field accumulators."""
+        full = self.load_draws()
+        b = self.spec.burn_in
+        d = {k: v[:, b:] for k, v in full.items()}
+        n = max(float(self.acc["n_draws"]), 1.0)  # 0 only if stopped inside the burn-in
         mean = self.acc["sum"] / n
         std = np.sqrt(np.maximum(self.acc["sumsq"] / n - mean**2, 0.0))
-        return {"draws": d, "mean_field": mean, "std_field": std, "last_field": self.acc["last"],
+        return {"draws": d, "burn_in_draws": {k: v[:, :b] for k, v in full.items()}, "mean_field": mean, "std_field": std, "last_field": self.acc["last"],
                 "alarms": self.alarms, "timings": self.timings, "voxel_index": self.voxel_index}

@@ -128,7 +128,7 @@ def test_calibration_restores_the_energy_error_target(tmp_path):
 def test_resume_after_kill_gives_identical_chain(tmp_path, sampler):
     m = _model()
     data = m.mock(FID, 2)
-    spec = RunSpec(sampler=sampler, chains=2, warmup=60, samples=24, thinning=2, chunk=8, n_voxels=4,
+    spec = RunSpec(sampler=sampler, chains=2, warmup=60, samples=24, thinning=2, chunk=8, n_voxels=4, burn_in=12,
                    opts=(("pilot_evals_per_ess", 50.0),))
     quiet = lambda s: None  # noqa: E731
     full = Runner(m, data["obs"], spec, tmp_path / "full", log=quiet, fixed=FID).run()
@@ -138,6 +138,10 @@ def test_resume_after_kill_gives_identical_chain(tmp_path, sampler):
     for key in full["draws"]:
         np.testing.assert_array_equal(full["draws"][key], resumed["draws"][key])
     np.testing.assert_array_equal(full["mean_field"], resumed["mean_field"])
+    # the burn-in (12 draws: all of chunk 0, half of chunk 1) is out of the draws and of the field moments
+    assert full["draws"]["voxels"].shape[1] == 12 and full["burn_in_draws"]["voxels"].shape[1] == 12
+    tracked = full["mean_field"].reshape(2, -1)[:, full["voxel_index"]]
+    np.testing.assert_allclose(tracked, full["draws"]["voxels"].mean(axis=1), rtol=1e-10, atol=1e-12)
     # and the chain moved: the voxel draws are not constant
     assert np.ptp(full["draws"]["voxels"]) > 0
 
