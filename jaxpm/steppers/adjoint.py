@@ -46,6 +46,12 @@ def integrate_adjoint(stepper: Stepper, state: PMState, a_grid, progress=None, s
         return state
     coeffs = stepper.coefficients(a_grid)
     a_prev = jnp.asarray(a_grid[:-1], state.dx.dtype)
+    if stepper.force_in_state:
+        # A KDK state's force is F(state.dx) (``init``, or the end of an earlier step). The backward
+        # pass turns its cotangent into one of dx with one more force VJP at the initial positions
+        # (see run_bwd), so outer autodiff must not differentiate how it was computed: otherwise it
+        # would keep that force evaluation's residuals alive through the whole backward pass.
+        state = state._replace(force=jax.lax.stop_gradient(state.force))
     run = _make_adjoint_scan(stepper, progress, step_offset,
                              total_steps if total_steps is not None else len(a_grid) - 1)
     return run(state, coeffs, a_prev)
@@ -93,7 +99,11 @@ def _make_adjoint_scan(stepper, progress, offset, total):
             lam_c = jax.tree_util.tree_map(jnp.add, lam_c_pre, lam_c_post)
             return (s_prev, lam_prev, meshes_r), lam_c
 
-        (_, lam0, _), lam_coeffs = jax.lax.scan(back, (out, ct, meshes), (coeffs, a_prev), reverse=True)
+        (s0, lam0, meshes0), lam_coeffs = jax.lax.scan(back, (out, ct, meshes), (coeffs, a_prev), reverse=True)
+        if stepper.force_in_state:
+            # the initial state's force is F(s0.dx) (stopped in integrate_adjoint): its cotangent goes
+            # to dx through one more force VJP, with the meshes the last reconstruction left
+            lam0 = lam0._replace(dx=lam0.dx + force_vjp(s0.dx, meshes0, lam0.force), force=jnp.zeros_like(lam0.force))
         return lam0, lam_coeffs, jnp.zeros_like(a_prev)
 
     run.defvjp(run_fwd, run_bwd)
