@@ -139,14 +139,15 @@ def pm_forces_vjp(domain: Domain, dx: jax.Array, forces: jax.Array, cotangent: j
     solve = lambda r: force_from_density(domain, r, spec)
     transpose = jax.linear_transpose(solve, jax.ShapeDtypeStruct(domain.mesh_shape, pos.dtype))
     if not domain.distributed:
-        # the node-looped kernels: each term is one loop over the stencil nodes, and the three
-        # components of ct are painted in one loop (their node indices computed once)
-        g_read = readout_grad(forces, pos, spec.paint, ct)
+        # the node-looped kernels, ordered so that few particle-sized arrays are alive at once: the
+        # three components of ct painted in one loop (node indices computed once), the mesh solve
+        # transposed, then both position terms accumulated into one array
         lam = paint_stack(domain.mesh_shape, pos, ct, spec.paint)
         (g_mesh,) = transpose(lam)
         del lam
-        g_paint = readout_grad(g_mesh, pos, spec.paint)
-        return ((g_read + float(domain.B**3) * g_paint) / jnp.asarray(domain.cell_size, pos.dtype)).astype(dx.dtype)
+        g = readout_grad(forces, pos, spec.paint, ct)
+        g = readout_grad(g_mesh, pos, spec.paint, float(domain.B**3), add_to=g)
+        return (g / jnp.asarray(domain.cell_size, pos.dtype)).astype(dx.dtype)
     # term 1: read-out weights at fixed meshes
     g_read = jax.grad(lambda q: jnp.sum(read_mesh(domain, forces, q, spec.paint) * ct))(pos)
     # term 2: through the density: G = M^T R^T ct, then the painting weights

@@ -140,6 +140,9 @@ def _node(pos, n, order: int, shape, derivative: bool = False):
     """Flat mesh index, per-axis weights and (if ``derivative``) per-axis weight derivatives d w / d x
     of stencil node ``n`` (a traced integer in [0, order^3)) for every position (rows of ``pos``)."""
     shift, first, coef = _NODES[order]
+    # without the barrier XLA hoists the loop-invariant part (floor and fraction per axis, six
+    # particle-sized arrays) out of the node loop and keeps it alive through the loop
+    pos, n = jax.lax.optimization_barrier((pos, n))
     table = jnp.asarray(np.asarray(coef), pos.dtype)
     ks = (n // (order * order), (n // order) % order, n % order)
     idx, ws, dws = None, [], []
@@ -174,18 +177,19 @@ def _scatter(shape, order: int, pos, w):
     return jnp.stack(flats) if stacked else flats[0]
 
 
-def _gather(flat, shape, order: int, pos, value: bool = True, grad_ct=None):
+def _gather(flat, shape, order: int, pos, value: bool = True, grad_ct=None, grad_init=None):
     """Read a flat mesh (M,) or stack (C, M) at rows of ``pos`` (P, 3).
 
     Returns ``(values, grad)``: values (P,) or (P, C) if ``value`` (else None), and if ``grad_ct`` is
     given (a scalar, (P,) or for a stack (P, C)) the gradient w.r.t. ``pos`` of
-    ``sum(grad_ct * values)``, shape (P, 3) (else None). Plain JAX, like :func:`_scatter`.
+    ``sum(grad_ct * values)``, shape (P, 3), added to ``grad_init`` if given (else None). Plain JAX,
+    like :func:`_scatter`.
     """
     stacked = flat.ndim == 2
     npart = pos.shape[0]
     want_grad = grad_ct is not None
     val0 = jnp.zeros((npart, flat.shape[0]) if stacked else (npart,), pos.dtype) if value else None
-    grad0 = jnp.zeros((npart, 3), pos.dtype) if want_grad else None
+    grad0 = (jnp.zeros((npart, 3), pos.dtype) if grad_init is None else grad_init) if want_grad else None
 
     def body(n, carry):
         val, grad = carry
@@ -277,11 +281,12 @@ def readout_nodes(mesh: jax.Array, pos: jax.Array, scheme: str = "cic") -> jax.A
     return out.reshape(pos.shape[:-1] + ((mesh.shape[0],) if stacked else ()))
 
 
-def readout_grad(mesh: jax.Array, pos: jax.Array, scheme: str = "cic", cotangent=None) -> jax.Array:
-    """Gradient w.r.t. ``pos`` of ``sum(cotangent * readout(mesh, pos, scheme))``, shape ``pos.shape``.
+def readout_grad(mesh: jax.Array, pos: jax.Array, scheme: str = "cic", cotangent=None, add_to=None) -> jax.Array:
+    """Gradient w.r.t. ``pos`` of ``sum(cotangent * readout(mesh, pos, scheme))``, shape ``pos.shape``
+    (plus ``add_to``, of that shape, if given: accumulated in place, no second array).
 
-    ``cotangent`` has the shape of the read-out (default ones: for one mesh, the gradient of each
-    particle's interpolated value). Computed directly, d/dx sum_nodes w(x - node) mesh[node], in one
+    ``cotangent`` has the shape of the read-out or is a scalar (default 1: for one mesh, the gradient
+    of each particle's interpolated value). Computed directly, d/dx sum_nodes w(x - node) mesh[node], in one
     loop over the nodes: no autodiff of the read-out and none of its residuals.
     """
     order = scheme_order(scheme)
@@ -289,11 +294,11 @@ def readout_grad(mesh: jax.Array, pos: jax.Array, scheme: str = "cic", cotangent
     shape = tuple(int(s) for s in mesh.shape[-3:])
     flat = mesh.reshape((mesh.shape[0], -1) if stacked else (-1,))
     p = pos.reshape(-1, 3).astype(mesh.dtype)
-    if cotangent is None:
-        ct = jnp.ones((), mesh.dtype)
-    else:
-        ct = jnp.asarray(cotangent, mesh.dtype).reshape((p.shape[0], mesh.shape[0]) if stacked else (p.shape[0],))
-    return _gather(flat, shape, order, p, value=False, grad_ct=ct)[1].reshape(pos.shape)
+    ct = jnp.asarray(1.0 if cotangent is None else cotangent, mesh.dtype)
+    if ct.ndim:  # a scalar multiplies every read value; otherwise one per read value
+        ct = ct.reshape((p.shape[0], mesh.shape[0]) if stacked else (p.shape[0],))
+    init = None if add_to is None else add_to.reshape(p.shape).astype(mesh.dtype)
+    return _gather(flat, shape, order, p, value=False, grad_ct=ct, grad_init=init)[1].reshape(pos.shape)
 
 
 def paint_stack(shape: tuple[int, int, int], pos: jax.Array, weights: jax.Array, scheme: str = "cic") -> jax.Array:
