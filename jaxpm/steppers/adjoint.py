@@ -81,45 +81,23 @@ def _make_adjoint_scan(stepper, progress, offset, total):
         def back(carry, xs):
             s_next, lam_next, meshes_next = carry
             c, a_p = xs
-            if stepper.force_in_state:
-                return back_kdk(s_next, lam_next, meshes_next, c, a_p)
             # reconstruct the earlier state (one force evaluation, which also gives its meshes)
             r = stepper.reverse_pre(s_next, c)
             f_r, meshes_r = force_meshes(r.dx)
             s_prev = stepper.reverse_post(r, f_r, c, a_p)
-            # DKD: the force this step used is at the mid-step positions the reconstruction visits
-            f_step, x_step, m_step = f_r, r.dx, meshes_r
+            # the force this step used, where it was evaluated, and the meshes to differentiate it
+            # (the cotangents below need nothing of the reconstruction for KDK; XLA already orders
+            # them so that the force and the force VJP are not alive at once: an optimization
+            # barrier forcing that order measured no difference)
+            if stepper.force_in_state:
+                f_step, x_step, m_step = s_next.force, s_next.dx, meshes_next
+            else:
+                f_step, x_step, m_step = f_r, r.dx, meshes_r
             # cotangents through post, the force, and pre
             mid, vjp_pre = jax.vjp(stepper.pre, s_prev, c)
             _, vjp_post = jax.vjp(stepper.post, mid, f_step, c)
             lam_mid, lam_f, lam_c_post = vjp_post(lam_next)
             lam_mid = lam_mid._replace(dx=lam_mid.dx + force_vjp(x_step, m_step, lam_f))
-            lam_prev, lam_c_pre = vjp_pre(lam_mid)
-            lam_c = jax.tree_util.tree_map(jnp.add, lam_c_pre, lam_c_post)
-            return (s_prev, lam_prev, meshes_r), lam_c
-
-        def back_kdk(s_next, lam_next, meshes_next, c, a_p):
-            # KDK: the step's force is the next state's (at its positions, with the carried meshes),
-            # so the cotangents of the particle arrays need nothing from the reconstruction. They go
-            # first, and an optimization barrier makes the reconstruction's force evaluation wait for
-            # them: the force VJP's and the force's temporaries are then never alive at once.
-            # pre and post are affine in the particle arrays (coefficient factors): their VJPs in the
-            # arrays do not depend on the arrays' values, for which zeros stand in.
-            mid_shape = jax.eval_shape(stepper.pre, s_next, c)
-            zero_mid = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), mid_shape)
-            zero_state = jax.tree_util.tree_map(jnp.zeros_like, s_next)
-            _, vjp_post = jax.vjp(lambda m, f: stepper.post(m, f, c), zero_mid, s_next.force)
-            lam_mid, lam_f = vjp_post(lam_next)
-            # the coefficients' cotangent through post: only the force multiplies a coefficient there
-            _, vjp_post_c = jax.vjp(lambda cc: stepper.post(zero_mid, s_next.force, cc), c)
-            (lam_c_post,) = vjp_post_c(lam_next)
-            lam_mid = lam_mid._replace(dx=lam_mid.dx + force_vjp(s_next.dx, meshes_next, lam_f))
-            lam_mid, s_next = jax.lax.optimization_barrier((lam_mid, s_next))
-            # reconstruct the earlier state (one force evaluation, which also gives its meshes)
-            r = stepper.reverse_pre(s_next, c)
-            f_r, meshes_r = force_meshes(r.dx)
-            s_prev = stepper.reverse_post(r, f_r, c, a_p)
-            _, vjp_pre = jax.vjp(stepper.pre, s_prev, c)
             lam_prev, lam_c_pre = vjp_pre(lam_mid)
             lam_c = jax.tree_util.tree_map(jnp.add, lam_c_pre, lam_c_post)
             return (s_prev, lam_prev, meshes_r), lam_c
