@@ -45,7 +45,9 @@ def _time(fn, args, reps):
     return float(np.median(ts)), ts
 
 
-def measure(N, steps, mode, reps, box_per_cell):
+def problem(N, steps, mode, box_per_cell=1.0):
+    """The benchmarked functions: ``forward(noise) -> dx`` (2LPT + ``steps`` FastPM steps, float32),
+    ``loss(noise) = mean(dx^2)`` and the white noise they take."""
     d = Domain.create(N, N * box_per_cell)
     c = Cosmology()
 
@@ -56,7 +58,11 @@ def measure(N, steps, mode, reps, box_per_cell):
     def loss(noise):
         return jnp.mean(forward(noise) ** 2)
 
-    noise = white_noise(d, 0)
+    return forward, loss, white_noise(d, 0)
+
+
+def measure(N, steps, mode, reps, box_per_cell):
+    forward, loss, noise = problem(N, steps, mode, box_per_cell)
     row = {"N": N, "steps": steps, "autodiff": mode}
     for name, fn in (("forward", forward), ("grad", jax.grad(loss))):
         try:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from . import fourier
 from .domain import Domain
 from .errors import ConfigError
-from .painting import paint, readout, scheme_order
+from .painting import paint_nodes, paint_stack, readout_grad, readout_nodes, scheme_order
 
 __all__ = ["ForceSpec", "density", "pm_forces", "force_from_density", "pm_forces_and_meshes", "pm_forces_vjp",
            "paint_mesh", "read_mesh"]
@@ -64,13 +64,16 @@ class ForceSpec:
 def paint_mesh(domain: Domain, pos: jax.Array, weight=None, scheme: str = "cic", shape=None) -> jax.Array:
     """Paint particles at ``pos`` (force-mesh units, shape particles + (3,)) with ``weight`` (scalar or
     per particle) onto a mesh of ``shape`` (default ``domain.mesh_shape``), on one device or split
-    over the domain's devices (:mod:`jaxpm.halo`)."""
+    over the domain's devices (:mod:`jaxpm.halo`).
+
+    One device: :func:`jaxpm.painting.paint_nodes` (one stencil node's temporaries at a time;
+    reverse-mode autodiff only)."""
     shape = domain.mesh_shape if shape is None else tuple(shape)
     if domain.distributed:
         from .halo import paint_sharded
 
         return paint_sharded(domain, shape, pos, weight, scheme)
-    return paint(shape, pos, weight, scheme)
+    return paint_nodes(shape, pos, weight, scheme)
 
 
 def read_mesh(domain: Domain, mesh: jax.Array, pos: jax.Array, scheme: str = "cic") -> jax.Array:
@@ -79,7 +82,7 @@ def read_mesh(domain: Domain, mesh: jax.Array, pos: jax.Array, scheme: str = "ci
         from .halo import readout_sharded
 
         return readout_sharded(domain, mesh, pos, scheme)
-    return readout(mesh, pos, scheme)
+    return readout_nodes(mesh, pos, scheme)
 
 
 def density(domain: Domain, dx: jax.Array, scheme: str = "cic") -> jax.Array:
@@ -133,11 +136,22 @@ def pm_forces_vjp(domain: Domain, dx: jax.Array, forces: jax.Array, cotangent: j
     """
     pos = domain.to_mesh_units(dx)
     ct = cotangent.astype(pos.dtype)
+    solve = lambda r: force_from_density(domain, r, spec)
+    transpose = jax.linear_transpose(solve, jax.ShapeDtypeStruct(domain.mesh_shape, pos.dtype))
+    if not domain.distributed:
+        # the node-looped kernels, ordered so that few particle-sized arrays are alive at once: the
+        # three components of ct painted in one loop (node indices computed once), the mesh solve
+        # transposed, then both position terms accumulated into one array
+        lam = paint_stack(domain.mesh_shape, pos, ct, spec.paint)
+        (g_mesh,) = transpose(lam)
+        del lam
+        g = readout_grad(forces, pos, spec.paint, ct)
+        g = readout_grad(g_mesh, pos, spec.paint, float(domain.B**3), add_to=g)
+        return (g / jnp.asarray(domain.cell_size, pos.dtype)).astype(dx.dtype)
     # term 1: read-out weights at fixed meshes
     g_read = jax.grad(lambda q: jnp.sum(read_mesh(domain, forces, q, spec.paint) * ct))(pos)
     # term 2: through the density: G = M^T R^T ct, then the painting weights
     lam = domain.constrain(jnp.stack([paint_mesh(domain, pos, ct[..., i], spec.paint) for i in range(3)]), "stack")
-    solve = lambda r: force_from_density(domain, r, spec)
-    (g_mesh,) = jax.linear_transpose(solve, jax.ShapeDtypeStruct(domain.mesh_shape, pos.dtype))(lam)
+    (g_mesh,) = transpose(lam)
     g_paint = float(domain.B**3) * jax.grad(lambda q: jnp.sum(read_mesh(domain, g_mesh, q, spec.paint)))(pos)
     return ((g_read + g_paint) / jnp.asarray(domain.cell_size, pos.dtype)).astype(dx.dtype)

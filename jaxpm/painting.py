@@ -4,20 +4,34 @@ Positions are given in *mesh cell units* (0 <= x < N along each axis, any real v
 periodically); mesh node ``i`` sits at coordinate ``i``. Painting and reading with the same scheme are
 adjoint operations, so forces read back at particles conserve momentum.
 
-This is the pure-JAX reference implementation (scatter-add / gather); a faster kernel must match it.
+:func:`paint` and :func:`readout` are the pure-JAX reference (scatter-add / gather, one per stencil
+node, all nodes' index and weight arrays built at once); the distributed painting (:mod:`jaxpm.halo`)
+uses them. :func:`paint_nodes`, :func:`readout_nodes` and :func:`readout_grad` compute the same
+things with less memory (the single-device engine uses them, tests hold them to the reference):
+
+* they loop over the stencil nodes with ``lax.fori_loop``, each node's indices and weights computed
+  from the loop index, so only one node's particle-sized index/weight arrays exist at a time (the
+  reference holds 8 of each for CIC, 27 for TSC, and autodiff stores them all as residuals);
+* they carry ``jax.custom_vjp`` rules, so reverse-mode autodiff stores only the positions (and the
+  read mesh) and its backward pass is again one loop over the nodes: the transpose of painting is a
+  read-out, the position derivative is a read-out with the derivative of the stencil weights
+  (:func:`readout_grad`). Forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) through them is not
+  supported (JAX refuses it for ``custom_vjp`` functions); use :func:`paint`/:func:`readout` for it.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["SCHEMES", "scheme_order", "paint", "readout"]
+__all__ = ["SCHEMES", "scheme_order", "paint", "readout", "paint_nodes", "readout_nodes", "readout_grad", "paint_stack"]
 
 SCHEMES = {"ngp": 1, "cic": 2, "tsc": 3}
 
@@ -108,3 +122,190 @@ def readout(mesh: jax.Array, pos: jax.Array, scheme: str = "cic", index_fn=None)
         else:
             out = out + flat[idx] * ws
     return out.reshape(lead + ((mesh.shape[0],) if stacked else ()))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Node-looped kernels (same results as paint/readout, one stencil node's temporaries at a time)
+
+# Per order: base node floor(x + shift), offset of the first node from it, and for node k the weight
+# as a polynomial in d = x - base: w_k(d) = a_k + d (b_k + c_k d) (the same weights as _stencil_1d).
+_NODES = {
+    1: (0.5, 0, ((1.0, 0.0, 0.0),)),
+    2: (0.0, 0, ((1.0, -1.0, 0.0), (0.0, 1.0, 0.0))),
+    3: (0.5, -1, ((0.125, -0.5, 0.5), (0.75, 0.0, -1.0), (0.125, 0.5, 0.5))),
+}
+
+
+def _node(pos, n, order: int, shape, derivative: bool = False):
+    """Flat mesh index, per-axis weights and (if ``derivative``) per-axis weight derivatives d w / d x
+    of stencil node ``n`` (a traced integer in [0, order^3)) for every position (rows of ``pos``)."""
+    shift, first, coef = _NODES[order]
+    # without the barrier XLA hoists the loop-invariant part (floor and fraction per axis, six
+    # particle-sized arrays) out of the node loop and keeps it alive through the loop
+    pos, n = jax.lax.optimization_barrier((pos, n))
+    table = jnp.asarray(np.asarray(coef), pos.dtype)
+    ks = (n // (order * order), (n // order) % order, n % order)
+    idx, ws, dws = None, [], []
+    for axis in range(3):
+        x = pos[:, axis]
+        base = jnp.floor(x + shift) if shift else jnp.floor(x)
+        d = x - base
+        a, b, c = table[ks[axis], 0], table[ks[axis], 1], table[ks[axis], 2]
+        ws.append(a + d * (b + c * d))
+        if derivative:
+            dws.append(b + 2.0 * c * d)
+        i = jnp.mod(base.astype(jnp.int32) + (ks[axis] + first), shape[axis])
+        idx = i if idx is None else idx * shape[axis] + i
+    return idx, ws, dws
+
+
+def _scatter(shape, order: int, pos, w):
+    """Paint rows of ``pos`` (P, 3) with weights ``w``: a scalar or (P,) gives one mesh (M,),
+    (P, C) gives a stack (C, M). Plain JAX (reverse-differentiable by autodiff, storing per node)."""
+    size = math.prod(shape)
+    stacked = jnp.ndim(w) == 2
+    init = tuple(jnp.zeros(size, pos.dtype) for _ in range(w.shape[1] if stacked else 1))
+
+    def body(n, flats):
+        idx, ws, _ = _node(pos, n, order, shape)
+        wn = ws[0] * ws[1] * ws[2]
+        if stacked:
+            return tuple(f.at[idx].add(w[:, c] * wn, mode="promise_in_bounds") for c, f in enumerate(flats))
+        return (flats[0].at[idx].add(w * wn, mode="promise_in_bounds"),)
+
+    flats = jax.lax.fori_loop(0, order**3, body, init)
+    return jnp.stack(flats) if stacked else flats[0]
+
+
+def _gather(flat, shape, order: int, pos, value: bool = True, grad_ct=None, grad_init=None):
+    """Read a flat mesh (M,) or stack (C, M) at rows of ``pos`` (P, 3).
+
+    Returns ``(values, grad)``: values (P,) or (P, C) if ``value`` (else None), and if ``grad_ct`` is
+    given (a scalar, (P,) or for a stack (P, C)) the gradient w.r.t. ``pos`` of
+    ``sum(grad_ct * values)``, shape (P, 3), added to ``grad_init`` if given (else None). Plain JAX,
+    like :func:`_scatter`.
+    """
+    stacked = flat.ndim == 2
+    npart = pos.shape[0]
+    want_grad = grad_ct is not None
+    val0 = jnp.zeros((npart, flat.shape[0]) if stacked else (npart,), pos.dtype) if value else None
+    grad0 = (jnp.zeros((npart, 3), pos.dtype) if grad_init is None else grad_init) if want_grad else None
+
+    def body(n, carry):
+        val, grad = carry
+        idx, ws, dws = _node(pos, n, order, shape, derivative=want_grad)
+        m = jnp.stack([flat[c][idx] for c in range(flat.shape[0])], axis=-1) if stacked else flat[idx]
+        if value:
+            wn = ws[0] * ws[1] * ws[2]
+            val = val + m * (wn[:, None] if stacked else wn)
+        if want_grad:
+            s = m * grad_ct
+            s = jnp.sum(s, axis=-1) if stacked else s
+            grad = grad + jnp.stack([s * dws[0] * ws[1] * ws[2], s * ws[0] * dws[1] * ws[2],
+                                     s * ws[0] * ws[1] * dws[2]], axis=-1)
+        return val, grad
+
+    return jax.lax.fori_loop(0, order**3, body, (val0, grad0))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _paint_nodes(shape, order, scale, pos, w):
+    return _scatter(shape, order, pos, scale if w is None else scale * w)
+
+
+def _paint_nodes_fwd(shape, order, scale, pos, w):
+    return _paint_nodes(shape, order, scale, pos, w), (pos, w)
+
+
+def _paint_nodes_bwd(shape, order, scale, res, ct):
+    # mesh = sum_p w_p sum_nodes W(x_p - node) e_node: d/dw_p is the read-out of ct at x_p, d/dx_p is
+    # w_p times the read-out of ct with the derivative of the stencil weights
+    pos, w = res
+    ww = scale if w is None else scale * w
+    val, grad = _gather(ct, shape, order, pos, value=w is not None, grad_ct=ww)
+    if w is None:
+        return grad, None
+    return grad, (scale * val).reshape(w.shape) if jnp.ndim(w) else scale * jnp.sum(val)
+
+
+_paint_nodes.defvjp(_paint_nodes_fwd, _paint_nodes_bwd)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _readout_nodes(shape, order, flat, pos):
+    return _gather(flat, shape, order, pos)[0]
+
+
+def _readout_nodes_fwd(shape, order, flat, pos):
+    return _readout_nodes(shape, order, flat, pos), (flat, pos)
+
+
+def _readout_nodes_bwd(shape, order, res, ct):
+    # transpose in the mesh: paint the cotangents; in the positions: read with the weight derivatives
+    flat, pos = res
+    return _scatter(shape, order, pos, ct), _gather(flat, shape, order, pos, value=False, grad_ct=ct)[1]
+
+
+_readout_nodes.defvjp(_readout_nodes_fwd, _readout_nodes_bwd)
+
+
+def paint_nodes(shape: tuple[int, int, int], pos: jax.Array, weight=None, scheme: str = "cic", mesh=None) -> jax.Array:
+    """:func:`paint` (same arguments and result, no ``index_fn``) with one node's temporaries at a time.
+
+    A Python number ``weight`` is a constant (no cotangent is computed for it); an array weight is
+    differentiated. Reverse-mode differentiable (custom VJP); forward mode is not supported.
+    """
+    order = scheme_order(scheme)
+    shape = tuple(int(s) for s in shape)
+    p = pos.reshape(-1, 3)
+    if weight is None or isinstance(weight, (int, float)):
+        scale, w = 1.0 if weight is None else float(weight), None
+    else:
+        w = jnp.asarray(weight, p.dtype)
+        w = w if w.ndim == 0 else w.reshape(-1)
+        scale = 1.0
+    out = _paint_nodes(shape, order, scale, p, w).reshape(shape)
+    return out if mesh is None else mesh + out
+
+
+def readout_nodes(mesh: jax.Array, pos: jax.Array, scheme: str = "cic") -> jax.Array:
+    """:func:`readout` (same arguments and result, no ``index_fn``) with one node's temporaries at a time.
+
+    Reverse-mode differentiable in the mesh and the positions (custom VJP); forward mode is not supported.
+    """
+    order = scheme_order(scheme)
+    stacked = mesh.ndim == 4
+    shape = tuple(int(s) for s in mesh.shape[-3:])
+    flat = mesh.reshape((mesh.shape[0], -1) if stacked else (-1,))
+    out = _readout_nodes(shape, order, flat, pos.reshape(-1, 3).astype(mesh.dtype))
+    return out.reshape(pos.shape[:-1] + ((mesh.shape[0],) if stacked else ()))
+
+
+def readout_grad(mesh: jax.Array, pos: jax.Array, scheme: str = "cic", cotangent=None, add_to=None) -> jax.Array:
+    """Gradient w.r.t. ``pos`` of ``sum(cotangent * readout(mesh, pos, scheme))``, shape ``pos.shape``
+    (plus ``add_to``, of that shape, if given: accumulated in place, no second array).
+
+    ``cotangent`` has the shape of the read-out or is a scalar (default 1: for one mesh, the gradient
+    of each particle's interpolated value). Computed directly, d/dx sum_nodes w(x - node) mesh[node], in one
+    loop over the nodes: no autodiff of the read-out and none of its residuals.
+    """
+    order = scheme_order(scheme)
+    stacked = mesh.ndim == 4
+    shape = tuple(int(s) for s in mesh.shape[-3:])
+    flat = mesh.reshape((mesh.shape[0], -1) if stacked else (-1,))
+    p = pos.reshape(-1, 3).astype(mesh.dtype)
+    ct = jnp.asarray(1.0 if cotangent is None else cotangent, mesh.dtype)
+    if ct.ndim:  # a scalar multiplies every read value; otherwise one per read value
+        ct = ct.reshape((p.shape[0], mesh.shape[0]) if stacked else (p.shape[0],))
+    init = None if add_to is None else add_to.reshape(p.shape).astype(mesh.dtype)
+    return _gather(flat, shape, order, p, value=False, grad_ct=ct, grad_init=init)[1].reshape(pos.shape)
+
+
+def paint_stack(shape: tuple[int, int, int], pos: jax.Array, weights: jax.Array, scheme: str = "cic") -> jax.Array:
+    """Paint the C weight columns of ``weights`` (particles + (C,)) at ``pos`` as C meshes, shape
+    (C,) + ``shape``, in one loop over the stencil nodes (each node's indices computed once for all
+    C). Same as stacking C :func:`paint_nodes`; plain JAX (autodiff stores per node, for second order)."""
+    order = scheme_order(scheme)
+    shape = tuple(int(s) for s in shape)
+    w = weights.reshape(-1, weights.shape[-1])
+    return _scatter(shape, order, pos.reshape(-1, 3).astype(w.dtype), w).reshape((w.shape[1],) + shape)

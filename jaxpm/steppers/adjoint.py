@@ -7,8 +7,19 @@ does. Memory: the state, its cotangent and one set of force meshes, whatever the
 
 Cost of the backward pass per step: one force evaluation (to reconstruct the earlier state, which
 also yields the force meshes needed next) and one hand-written force VJP
-(:func:`jaxpm.forces.pm_forces_vjp`, about one more force): a gradient measured 4x a forward run
-on an H200 (benchmarks/README.md). The reconstruction is exact only up to rounding. Measured (jax 0.10.2, CPU; tests/test_adjoint.py):
+(:func:`jaxpm.forces.pm_forces_vjp`, about one more force), plus one force VJP at the end for the
+initial state's force (KDK; the incoming force is not differentiated through its evaluation, see
+:func:`integrate_adjoint`). A gradient measured 4x a forward run in time and 3.5x in compiled memory
+on an H200 before the node-looped painting (benchmarks/README.md); with it, on a CPU (jax 0.10.2,
+compiled memory of the forward run / the gradient, independent of the number of steps):
+
+=====  ===============  ===============  ================
+N      before           node loops       memory ratio
+=====  ===============  ===============  ================
+64^3   45 / 156 MiB     25 / 60 MiB      3.46 -> 2.40
+128^3  360 / 1249 MiB   200 / 480 MiB    3.47 -> 2.40
+=====  ===============  ===============  ================
+ The reconstruction is exact only up to rounding. Measured (jax 0.10.2, CPU; tests/test_adjoint.py):
 
 =========================================  =========  =========
 32^3 in 128 Mpc/h, FastPM a = 0.02 -> 1      float64    float32
@@ -46,6 +57,12 @@ def integrate_adjoint(stepper: Stepper, state: PMState, a_grid, progress=None, s
         return state
     coeffs = stepper.coefficients(a_grid)
     a_prev = jnp.asarray(a_grid[:-1], state.dx.dtype)
+    if stepper.force_in_state:
+        # A KDK state's force is F(state.dx) (``init``, or the end of an earlier step). The backward
+        # pass turns its cotangent into one of dx with one more force VJP at the initial positions
+        # (see run_bwd), so outer autodiff must not differentiate how it was computed: otherwise it
+        # would keep that force evaluation's residuals alive through the whole backward pass.
+        state = state._replace(force=jax.lax.stop_gradient(state.force))
     run = _make_adjoint_scan(stepper, progress, step_offset,
                              total_steps if total_steps is not None else len(a_grid) - 1)
     return run(state, coeffs, a_prev)
@@ -80,6 +97,9 @@ def _make_adjoint_scan(stepper, progress, offset, total):
             f_r, meshes_r = force_meshes(r.dx)
             s_prev = stepper.reverse_post(r, f_r, c, a_p)
             # the force this step used, where it was evaluated, and the meshes to differentiate it
+            # (the cotangents below need nothing of the reconstruction for KDK; XLA already orders
+            # them so that the force and the force VJP are not alive at once: an optimization
+            # barrier forcing that order measured no difference)
             if stepper.force_in_state:
                 f_step, x_step, m_step = s_next.force, s_next.dx, meshes_next
             else:
@@ -93,7 +113,11 @@ def _make_adjoint_scan(stepper, progress, offset, total):
             lam_c = jax.tree_util.tree_map(jnp.add, lam_c_pre, lam_c_post)
             return (s_prev, lam_prev, meshes_r), lam_c
 
-        (_, lam0, _), lam_coeffs = jax.lax.scan(back, (out, ct, meshes), (coeffs, a_prev), reverse=True)
+        (s0, lam0, meshes0), lam_coeffs = jax.lax.scan(back, (out, ct, meshes), (coeffs, a_prev), reverse=True)
+        if stepper.force_in_state:
+            # the initial state's force is F(s0.dx) (stopped in integrate_adjoint): its cotangent goes
+            # to dx through one more force VJP, with the meshes the last reconstruction left
+            lam0 = lam0._replace(dx=lam0.dx + force_vjp(s0.dx, meshes0, lam0.force), force=jnp.zeros_like(lam0.force))
         return lam0, lam_coeffs, jnp.zeros_like(a_prev)
 
     run.defvjp(run_fwd, run_bwd)
