@@ -177,35 +177,48 @@ def _scatter(shape, order: int, pos, w):
     return jnp.stack(flats) if stacked else flats[0]
 
 
+def _axis_nodes(x, order: int, n: int):
+    """Per-axis stencil of positions ``x``: a list of ``order`` (index, weight, d weight / dx)."""
+    shift, first, coef = _NODES[order]
+    base = jnp.floor(x + shift) if shift else jnp.floor(x)
+    d = x - base
+    i0 = base.astype(jnp.int32) + first
+    return [(jnp.mod(i0 + k, n), a + d * (b + c * d), b + 2.0 * c * d) for k, (a, b, c) in enumerate(coef)]
+
+
 def _gather(flat, shape, order: int, pos, value: bool = True, grad_ct=None, grad_init=None):
     """Read a flat mesh (M,) or stack (C, M) at rows of ``pos`` (P, 3).
 
     Returns ``(values, grad)``: values (P,) or (P, C) if ``value`` (else None), and if ``grad_ct`` is
     given (a scalar, (P,) or for a stack (P, C)) the gradient w.r.t. ``pos`` of
-    ``sum(grad_ct * values)``, shape (P, 3), added to ``grad_init`` if given (else None). Plain JAX,
-    like :func:`_scatter`.
+    ``sum(grad_ct * values)``, shape (P, 3), added to ``grad_init`` if given (else None).
+
+    Unlike painting, gathers need no loop: written as one sum over the unrolled nodes, XLA fuses the
+    index arithmetic, the gathers and the sum into one pass over the particles, with no particle-sized
+    temporaries (measured: the node loop was 20x slower on a CPU for the same memory).
     """
     stacked = flat.ndim == 2
-    npart = pos.shape[0]
     want_grad = grad_ct is not None
-    val0 = jnp.zeros((npart, flat.shape[0]) if stacked else (npart,), pos.dtype) if value else None
-    grad0 = (jnp.zeros((npart, 3), pos.dtype) if grad_init is None else grad_init) if want_grad else None
-
-    def body(n, carry):
-        val, grad = carry
-        idx, ws, dws = _node(pos, n, order, shape, derivative=want_grad)
-        m = jnp.stack([flat[c][idx] for c in range(flat.shape[0])], axis=-1) if stacked else flat[idx]
+    axes = [_axis_nodes(pos[:, a], order, shape[a]) for a in range(3)]
+    val = 0.0
+    gx = gy = gz = 0.0
+    for (ix, wx, dx), (iy, wy, dy), (iz, wz, dz) in itertools.product(*axes):
+        idx = (ix * shape[1] + iy) * shape[2] + iz
+        m = flat[:, idx].T if stacked else flat[idx]
         if value:
-            wn = ws[0] * ws[1] * ws[2]
-            val = val + m * (wn[:, None] if stacked else wn)
+            w = wx * wy * wz
+            val = val + m * (w[:, None] if stacked else w)
         if want_grad:
-            s = m * grad_ct
-            s = jnp.sum(s, axis=-1) if stacked else s
-            grad = grad + jnp.stack([s * dws[0] * ws[1] * ws[2], s * ws[0] * dws[1] * ws[2],
-                                     s * ws[0] * ws[1] * dws[2]], axis=-1)
-        return val, grad
-
-    return jax.lax.fori_loop(0, order**3, body, (val0, grad0))
+            sm = m * grad_ct
+            sm = jnp.sum(sm, axis=-1) if stacked else sm
+            gx = gx + sm * dx * wy * wz
+            gy = gy + sm * wx * dy * wz
+            gz = gz + sm * wx * wy * dz
+    grad = None
+    if want_grad:
+        grad = jnp.stack([gx, gy, gz], axis=-1)
+        grad = grad if grad_init is None else grad_init + grad
+    return (val if value else None), grad
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
