@@ -262,7 +262,7 @@ class Runner:
             new, ok = cal(params, measured)
             in_band = in_band + 1 if ok else 0
             self.log(f"calibration {r + 1}/{sp.calibration_rounds}: measured {measured:.3g} at step size "
-                     f"{float(params['step_size']):.4g}" + (" (in band)" if ok else f" -> {float(new['step_size']):.4g}"))
+                     f"{float(params['step_size']):.4g}" + (" (in band, or below it at the cap)" if ok else f" -> {float(new['step_size']):.4g}"))
             if in_band >= 3:
                 break
             params = new
