@@ -13,30 +13,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from bench_adjoint import _mem, _time  # noqa: E402
 from jaxpm import painting as P  # noqa: E402
 
 
 def _run(fn, args, reps):
     c = jax.jit(fn).lower(*args).compile()
-    m = c.memory_analysis()
-    mem = None if m is None else (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-                                  - m.alias_size_in_bytes) / 2**30
-    jax.block_until_ready(c(*args))
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        jax.block_until_ready(c(*args))
-        ts.append(time.perf_counter() - t)
-    return {"ms": 1e3 * sorted(ts)[len(ts) // 2], "GiB": mem}
+    mem = _mem(c)
+    return {"ms": 1e3 * _time(c, args, reps)[0], "GiB": None if mem is None else mem / 2**30}
 
 
 def main(argv=None):

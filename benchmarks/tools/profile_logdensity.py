@@ -12,23 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def _median_ms(f, *args, reps=20):
-    import jax
+    from bench_adjoint import _time
 
-    jax.block_until_ready(f(*args))
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        ts.append(time.perf_counter() - t0)
-    return 1e3 * sorted(ts)[len(ts) // 2]
+    return 1e3 * _time(f, args, reps)[0]
 
 
 def main(argv=None):
