@@ -49,6 +49,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=None, help="warm-up transitions (default per sampler)")
     p.add_argument("--thinning", type=int, default=None)
     p.add_argument("--burn-in", type=int, default=None, help="stored draws per chain left out (default per sampler)")
+    p.add_argument("--field-warmup", type=int, default=None,
+                   help="field-only warm-up transitions before the joint one (default: MCLMC 1024 as the reference, else 0)")
     p.add_argument("--chunk", type=int, default=16, help="stored draws per chunk (ESS checked after each)")
     p.add_argument("--max-samples", type=int, default=4096, help="stored draws per chain at most")
     p.add_argument("--ess-target", type=float, default=100.0)
@@ -85,10 +87,11 @@ def main(argv=None):
         warm = args.warmup or warm
         thin = args.thinning or thin
         burn = burn if args.burn_in is None else args.burn_in
+        field_warm = (1024 if name == "mclmc" else 0) if args.field_warmup is None else args.field_warmup
         n_chunks = max(1, (args.max_samples + burn) // args.chunk)
         cfg = InferConfig.from_mapping(dict(
             particles=args.mesh, box=args.mesh * args.cell, dtype=args.dtype, lpt_order=args.lpt_order,
-            precond=args.precond, sampler=name, chains=args.chains, warmup=warm, thinning=thin,
+            precond=args.precond, sampler=name, chains=args.chains, warmup=warm, field_warmup=field_warm, thinning=thin,
             chunk=args.chunk, samples=n_chunks * args.chunk, burn_in=burn, seed=args.seed, target_eevpd=args.target_eevpd,
             pilot_evals_per_ess=args.pilot_evals_per_ess)).validate()
         model = cfg.model()
@@ -120,7 +123,7 @@ def main(argv=None):
         t = res["timings"]
         s = summary["summary"]
         row = {
-            "dim": model.dim, "chains": args.chains, "warmup": warm, "thinning": thin, "burn_in_draws": burn,
+            "dim": model.dim, "chains": args.chains, "warmup": warm, "field_warmup": field_warm, "thinning": thin, "burn_in_draws": burn,
             "draws_per_chain": int(res["draws"]["scalars"].shape[1]),
             "evals_per_ess": {g: s["groups"][g]["evals_per_ess"] for g in ("cosmo", "bias", "field")},
             "ess": {g: s["groups"][g]["ess"] for g in ("cosmo", "bias", "field")},

@@ -21,7 +21,7 @@ from jaxpm.cli import _Parser, _value
 from jaxpm.errors import ConfigError
 
 _OVERRIDES = ("particles", "box", "dtype", "seed", "power", "power_table", "evolution", "precond", "sampler",
-              "chains", "warmup", "samples", "thinning", "chunk", "burn_in", "sampler_seed", "data", "latent", "pdims")
+              "chains", "warmup", "field_warmup", "samples", "thinning", "chunk", "burn_in", "sampler_seed", "data", "latent", "pdims")
 
 
 def build_parser():

@@ -67,6 +67,7 @@ class InferConfig:
     sampler: str = "mclmc"            # mclmc | mams | nuts | hmc | nutsgibbs
     chains: int = 4
     warmup: int = 256
+    field_warmup: int = 0             # tuning steps of the field alone (scalars at fiducial) before `warmup`
     samples: int = 128
     thinning: int = 4
     chunk: int = 32
@@ -82,6 +83,7 @@ class InferConfig:
     alarm_band: float = 10.0
     calibration_steps: int = 64       # MCLMC: transitions per step-size calibration round (0: none)
     calibration_rounds: int = 24      # at most; stops after 3 consecutive rounds in band
+    calibration_max_increase: float = 2.0  # MCLMC: calibrated step size at most this times the tuned one
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -114,7 +116,7 @@ class InferConfig:
     # -- checks ----------------------------------------------------------------------------------
     def validate(self) -> "InferConfig":
         for name in ("particles", "lpt_order", "pm_steps", "seed", "chains", "warmup", "samples", "thinning",
-                     "chunk", "sampler_seed", "n_voxels", "max_tree_depth", "hmc_steps", "calibration_steps", "burn_in",
+                     "chunk", "sampler_seed", "n_voxels", "max_tree_depth", "hmc_steps", "calibration_steps", "burn_in", "field_warmup",
                      "calibration_rounds"):
             setattr(self, name, _integer(name, getattr(self, name)))
         validate_domain(self.particles, _number("box", self.box), 1, self.dtype)
@@ -167,6 +169,11 @@ class InferConfig:
         for name in ("chains", "warmup", "samples", "thinning", "chunk", "n_voxels", "max_tree_depth", "hmc_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "a positive integer")
+        if self.field_warmup < 0:
+            raise ConfigError("field_warmup", self.field_warmup, "an integer >= 0 (0: none)")
+        cmi = _number("calibration_max_increase", self.calibration_max_increase)
+        if not cmi >= 1.0:
+            raise ConfigError("calibration_max_increase", self.calibration_max_increase, "a number >= 1")
         if not 0 <= self.burn_in < self.samples:
             raise ConfigError("burn_in", self.burn_in, f"an integer in [0, samples = {self.samples}) (stored draws per chain left out)")
         if self.calibration_steps < 0:
@@ -219,11 +226,12 @@ class InferConfig:
         return {k: float(self.truth[k]) for k in self.fixed} or None
 
     def run_spec(self) -> RunSpec:
-        opts = {"target_eevpd": self.target_eevpd, "max_tree_depth": self.max_tree_depth, "hmc_steps": self.hmc_steps}
+        opts = {"target_eevpd": self.target_eevpd, "max_tree_depth": self.max_tree_depth, "hmc_steps": self.hmc_steps,
+                "calibration_max_increase": float(self.calibration_max_increase)}
         for name in ("pilot_evals_per_ess", "l_factor", "target_accept"):
             if getattr(self, name) is not None:
                 opts[name] = float(getattr(self, name))
-        return RunSpec(sampler=self.sampler, chains=self.chains, warmup=self.warmup, samples=self.samples,
+        return RunSpec(sampler=self.sampler, chains=self.chains, warmup=self.warmup, field_warmup=self.field_warmup, samples=self.samples,
                        thinning=self.thinning, chunk=self.chunk, burn_in=self.burn_in, seed=self.sampler_seed, n_voxels=self.n_voxels,
                        alarm_band=float(self.alarm_band), calibration_steps=self.calibration_steps,
                        calibration_rounds=self.calibration_rounds, opts=tuple(sorted(opts.items())))
