@@ -41,6 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
     ({"latent": "modes", "pdims": [2, 4]}, "latent"),  # the packed latent needs one device
     ({"pdims": [2, 4]}, "pdims"),  # more devices than this process has
     ({"pdims": "2"}, "pdims"),
+    ({"burn_in": 128, "samples": 128}, "burn_in"),
+    ({"burn_in": -1}, "burn_in"),
+    ({"field_warmup": -5}, "field_warmup"),
+    ({"calibration_max_increase": 0.5}, "calibration_max_increase"),
 ])
 def test_bad_config_names_the_parameter(values, parameter):
     with pytest.raises(ConfigError) as err:
