@@ -9,9 +9,13 @@ node, all nodes' index and weight arrays built at once); the distributed paintin
 uses them. :func:`paint_nodes`, :func:`readout_nodes` and :func:`readout_grad` compute the same
 things with less memory (the single-device engine uses them, tests hold them to the reference):
 
-* they loop over the stencil nodes with ``lax.fori_loop``, each node's indices and weights computed
-  from the loop index, so only one node's particle-sized index/weight arrays exist at a time (the
-  reference holds 8 of each for CIC, 27 for TSC, and autodiff stores them all as residuals);
+* painting loops over the stencil nodes with ``lax.fori_loop``, each node's indices and weights
+  computed from the loop index, so only one node's particle-sized index/weight arrays exist at a time
+  (a scatter needs its indices materialised; the reference holds 8 of each for CIC, 27 for TSC, and
+  autodiff stores them all as residuals);
+* read-outs (values and position gradients) are one unrolled sum over the nodes, which XLA fuses into
+  a single pass with no index arrays; a node loop there measured 35 % slower forward runs on an H200
+  (and 20x slower read-outs on a CPU) for 30 % less memory (benchmarks/README.md);
 * they carry ``jax.custom_vjp`` rules, so reverse-mode autodiff stores only the positions (and the
   read mesh) and its backward pass is again one loop over the nodes: the transpose of painting is a
   read-out, the position derivative is a read-out with the derivative of the stencil weights
@@ -282,9 +286,9 @@ def paint_nodes(shape: tuple[int, int, int], pos: jax.Array, weight=None, scheme
 
 
 def readout_nodes(mesh: jax.Array, pos: jax.Array, scheme: str = "cic") -> jax.Array:
-    """:func:`readout` (same arguments and result, no ``index_fn``) with one node's temporaries at a time.
-
-    Reverse-mode differentiable in the mesh and the positions (custom VJP); forward mode is not supported.
+    """:func:`readout` (same arguments and result, no ``index_fn``), with a custom VJP: autodiff keeps only
+    the mesh and the positions, and the backward pass is a node-looped paint (mesh cotangent) and a
+    fused position gradient. Reverse mode only; forward mode is not supported.
     """
     order = scheme_order(scheme)
     stacked = mesh.ndim == 4

@@ -9,17 +9,12 @@ Cost of the backward pass per step: one force evaluation (to reconstruct the ear
 also yields the force meshes needed next) and one hand-written force VJP
 (:func:`jaxpm.forces.pm_forces_vjp`, about one more force), plus one force VJP at the end for the
 initial state's force (KDK; the incoming force is not differentiated through its evaluation, see
-:func:`integrate_adjoint`). A gradient measured 4x a forward run in time and 3.5x in compiled memory
-on an H200 before the node-looped painting (benchmarks/README.md); with it, on a CPU (jax 0.10.2,
-compiled memory of the forward run / the gradient, independent of the number of steps):
+:func:`integrate_adjoint`). Measured on an H200 (2LPT + 10 steps at 512^3, float32; benchmarks/README.md):
+the gradient takes 3.95x the forward run's time and 2.59x its compiled memory (38.9 GiB; the peak does not
+grow with steps: equal for 10 and 40 in every measured version), down from 4.0x and 3.5x before the painting looped over stencil nodes (one node's index
+arrays alive at a time) and the force VJP was reordered.
 
-=====  ===============  ===============  ================
-N      before           node loops       memory ratio
-=====  ===============  ===============  ================
-64^3   45 / 156 MiB     25 / 60 MiB      3.46 -> 2.40
-128^3  360 / 1249 MiB   200 / 480 MiB    3.47 -> 2.40
-=====  ===============  ===============  ================
- The reconstruction is exact only up to rounding. Measured (jax 0.10.2, CPU; tests/test_adjoint.py):
+The reconstruction is exact only up to rounding. Measured (jax 0.10.2, CPU; tests/test_adjoint.py):
 
 =========================================  =========  =========
 32^3 in 128 Mpc/h, FastPM a = 0.02 -> 1      float64    float32
