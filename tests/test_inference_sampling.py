@@ -67,6 +67,22 @@ def test_kaiser_posterior_of_preconditioned_latent_has_unit_variance():
     assert np.sqrt(np.mean(dev**2)) < 2.0
 
 
+def test_calibration_never_raises_the_step_beyond_the_cap():
+    """Rescaling follows (target / measured)^(1/6), but increases stop at calibration_max_increase times
+    the tuned step (an uncapped run at 64^3 on an H200 raised it 2.6x while the chains relaxed and then
+    diverged); a too-small energy error at the cap is accepted, a too-large one still lowers the step."""
+    s = make_sampler("mclmc", lambda x: -0.5 * jnp.sum(x**2), {"target_eevpd": 1e-6, "calibration_max_increase": 2.0})
+    p = s.combine({"step_size": jnp.full((2,), 1.0), "inverse_mass_matrix": jnp.ones((2, 3))})
+    assert float(p["tuned_step_size"]) == 1.0
+    q, ok = s.calibrate(p, 1e-6 * 2.0**-6 / 1.1)  # wants a bit more than 2x
+    assert not ok and float(q["step_size"]) == pytest.approx(2.0) and float(q["L"] / q["step_size"]) == pytest.approx(float(p["L"] / p["step_size"]))
+    q2, ok2 = s.calibrate(q, 1e-9)  # at the cap and still too small: accepted, unchanged
+    assert ok2 and float(q2["step_size"]) == pytest.approx(2.0)
+    q3, ok3 = s.calibrate(q, 64e-6)  # too large: halved
+    assert not ok3 and float(q3["step_size"]) == pytest.approx(1.0)
+    assert s.calibrate(p, 1.2e-6)[1]  # in band
+
+
 def test_field_warmup_relaxes_the_field_to_its_conditional_posterior(tmp_path):
     """The field-only warm-up (scalars held at their fiducial values) samples the conditional posterior
     of z, which for Kaiser evolution at the fiducial point is N(m_z, I): chains started 3x too hot
