@@ -375,8 +375,10 @@ def test_grad_option_adjoint_equals_checkpoint(tmp_path):
         vals[ad] = s["gradient"]
         assert (tmp_path / ad / "grad_noise.npy").exists() and s["gradient"]["autodiff"] == ad
     a, c = vals["adjoint"], vals["checkpoint"]
+    # float32: the adjoint differentiates at reconstructed states (rms p error 5e-4 of the momentum,
+    # jaxpm/steppers/adjoint.py), since 2026-12-02 also the initial force; measured 1.03e-4 on d_Omega_m
     for key in ("value", "d_Omega_m", "d_sigma8", "d_noise_rms"):
-        assert abs(a[key] / c[key] - 1) < 1e-4, (key, a[key], c[key])
+        assert abs(a[key] / c[key] - 1) < 3e-4, (key, a[key], c[key])
     # against a central finite difference of the loss over two more runs (sigma8 +- 0.01)
     loss = {}
     for sign in (1, -1):
