@@ -72,6 +72,7 @@ def test_growth_table_matches_a_tight_scipy_solve(w0, wa):
     np.testing.assert_allclose(np.asarray(g32.D2(jnp.asarray(a, jnp.float32))), ref[2], rtol=1e-4)
 
 
+@pytest.mark.slow  # 15 s (compiles the growth gradient); test_gradients_through_growth_and_power covers it in make test
 def test_growth_gradient_matches_finite_differences_of_the_reference():
     a = np.array([0.5])
 

@@ -65,7 +65,8 @@ def test_coloured_normal_is_the_dense_gaussian_on_a_tiny_grid():
         assert float(law.log_prob(jnp.asarray(z))) == pytest.approx(ref, rel=1e-11)
 
 
-@pytest.mark.parametrize("precond", ["fourier", "kaiser", "kaiser_dyn"])
+@pytest.mark.parametrize("precond", [pytest.param("fourier", marks=pytest.mark.slow), "kaiser",
+                                     pytest.param("kaiser_dyn", marks=pytest.mark.slow)])  # 8-11 s each
 def test_real_latent_is_the_rotated_modes_latent(precond):
     """z_real = F^-1 H(z_modes) is an orthogonal change of variables: same delta_L and the same
     log-density (no constant or Jacobian between them), and gradients rotate the same way."""

@@ -112,7 +112,7 @@ def test_node_kernels_match_the_reference(scheme, dtype):
     _close(paint_stack(SHAPE, pos, cts, scheme), jnp.stack([paint(SHAPE, pos, cts[..., i], scheme) for i in range(3)]), dtype)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+@pytest.mark.parametrize("dtype", [jnp.float64, pytest.param(jnp.float32, marks=pytest.mark.slow)])  # ~6 s each
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_node_kernel_gradients_match_the_reference(scheme, dtype):
     pos = _positions(n=300, seed=13).astype(dtype)
