@@ -62,7 +62,14 @@ def main(argv=None):
     p.add_argument("--pilot-evals-per-ess", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--keep", default=None,
+                   help="keep each sampler's run folder (chains, summary, figures) under KEEP/<sampler> (default: a temporary one)")
     args = p.parse_args(argv)
+    for name in args.samplers.split(","):  # before any compilation
+        if name not in DEFAULTS:
+            p.error(f"--samplers: unknown sampler {name!r} (one of {', '.join(DEFAULTS)})")
+        if args.keep and (Path(args.keep) / name).exists():
+            p.error(f"--keep: {Path(args.keep) / name} exists; choose another folder (nothing is overwritten)")
 
     import jax
 
@@ -71,7 +78,7 @@ def main(argv=None):
     import numpy as np
 
     from inference.config import InferConfig
-    from inference.diagnostics import group_ess
+    from inference.diagnostics import ess, group_ess, rhat
     from inference.outputs import write_outputs
     from inference.runner import Runner
     from jaxpm.io import device_info, save_json, versions
@@ -113,6 +120,8 @@ def main(argv=None):
             return e >= args.ess_target
 
         with tempfile.TemporaryDirectory() as tmp:
+            if args.keep:
+                tmp = Path(args.keep) / name
             runner = Runner(model, obs, cfg.run_spec(), Path(tmp), log=lambda s: print(f"[{name}] {s}", flush=True),
                             truth=cfg.truth)
             ms_grad = _gradient_ms(runner, model, args.chains)
@@ -122,6 +131,9 @@ def main(argv=None):
                                     log=lambda s: None)
         t = res["timings"]
         s = summary["summary"]
+        vox = res["draws"]["voxels"]  # (chains, draws, n_voxels): which tracked voxels limit the field group
+        voxels = {"index": [int(i) for i in res["voxel_index"]], "ess": [ess(vox[..., i]) for i in range(vox.shape[-1])],
+                  "rhat": [rhat(vox[..., i]) for i in range(vox.shape[-1])]}
         row = {
             "dim": model.dim, "chains": args.chains, "warmup": warm, "field_warmup": field_warm, "thinning": thin, "burn_in_draws": burn,
             "draws_per_chain": int(res["draws"]["scalars"].shape[1]),
@@ -129,7 +141,7 @@ def main(argv=None):
             "ess": {g: s["groups"][g]["ess"] for g in ("cosmo", "bias", "field")},
             "rhat_max": {g: s["groups"][g]["rhat_max"] for g in ("cosmo", "bias", "field")},
             "ess_sigma8": s["parameters"]["sigma8"]["ess"],
-            "parameters": s["parameters"],
+            "parameters": s["parameters"], "field_voxels": voxels,
             "ms_per_gradient_all_chains": ms_grad, "calibration_rounds": t.get("calibration_rounds"),
             "n_grads_sampling": s["n_grads"], "n_grads_warmup": t.get("warmup_grads"),
             "n_grads_burn_in": summary["n_grads_burn_in"],

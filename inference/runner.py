@@ -83,6 +83,8 @@ class Runner:
         opts.setdefault("n_scalars", len(model.free_names(self.fixed)))
         self.opts = opts
         self.logdensity = model.logdensity_fn(self.obs, self.fixed)
+        # for shapes, tuned-parameter handling and positions; the compiled pieces build their own from
+        # the data passed as an argument (:meth:`_sampler_for`)
         self.sampler = make_sampler(spec.sampler, self.logdensity, opts)
         rng = np.random.default_rng(spec.seed)
         self.voxel_index = np.sort(rng.choice(model.domain.n_particles, spec.n_voxels, replace=False))
@@ -93,9 +95,17 @@ class Runner:
         (self.out / "chunks").mkdir(parents=True, exist_ok=True)
 
     # -- compiled pieces -----------------------------------------------------------------------------
+    # Every compiled program takes the data (and the tracked voxels' indices) as arguments, built into
+    # the sampler while tracing, rather than closing over them: closed-over arrays become constants of
+    # the program, so each data set (each seed of a validation, each mock of a study) would compile
+    # anew; as arguments, runs on data of the same shape share one program (and JAX's persistent
+    # compilation cache, JAX_COMPILATION_CACHE_DIR, serves it across processes).
+    def _sampler_for(self, obs, fixed=None):
+        return make_sampler(self.spec.sampler, self.model.logdensity_fn(obs, fixed), self.opts)
+
     def _warmup_fn(self):
         n = self.spec.warmup
-        return jax.jit(jax.vmap(lambda k, x: self.sampler.warmup(k, x, n)))
+        return jax.jit(jax.vmap(lambda k, x, obs: self._sampler_for(obs, self.fixed).warmup(k, x, n), in_axes=(0, 0, None)))
 
     def _field_warmup(self, x0):
         """The reference's first warm-up stage: the same sampler tuned and run on the field alone, the
@@ -109,18 +119,18 @@ class Runner:
         if self.spec.field_warmup < 1 or not free:
             return x0, 0.0
         held = dict(self.fixed or {}) | {n: self.model.fiducial[n] for n in free}
-        sampler = make_sampler(self.spec.sampler, self.model.logdensity_fn(self.obs, held), self.opts)
         n = self.spec.field_warmup
         keys = jax.random.split(jax.random.fold_in(self.k_warm, 10_000), self.spec.chains)
 
-        def one(k, x):
+        def one(k, x, obs):
+            sampler = self._sampler_for(obs, held)
             state, _, n_grads = sampler.warmup(k, x, n)
             return sampler.position(state), n_grads
 
         t0 = time.perf_counter()
-        fn = jax.jit(jax.vmap(one)).lower(keys, x0[:, len(free):]).compile()
+        fn = jax.jit(jax.vmap(one, in_axes=(0, 0, None))).lower(keys, x0[:, len(free):], self.obs).compile()
         t1 = time.perf_counter()
-        fields_, counts = fn(keys, x0[:, len(free):])
+        fields_, counts = fn(keys, x0[:, len(free):], self.obs)
         jax.block_until_ready(fields_)
         self._field_timings = {"field_warmup_compile_s": t1 - t0, "field_warmup_s": time.perf_counter() - t1}
         self.log(f"field warm-up: {n} steps x {self.spec.chains} chains, scalars at fiducial values, "
@@ -128,12 +138,13 @@ class Runner:
         return jnp.concatenate([x0[:, :len(free)], fields_], axis=1), float(np.sum(np.asarray(counts)))
 
     def _chunk_fn(self):
-        sp, sampler, model = self.spec, self.sampler, self.model
-        vox = jnp.asarray(self.voxel_index)
+        sp, model = self.spec, self.model
         names = model.names
         fixed = self.fixed
 
-        def chunk(key, state, params, skip):
+        def chunk(key, state, params, skip, obs, vox):
+            sampler = self._sampler_for(obs, fixed)
+
             def one_draw(carry, xs):
                 state, acc_sum, acc_sq = carry
                 key, j = xs
@@ -154,7 +165,7 @@ class Runner:
             last = model.constrain(sampler.position(state), fixed)["init_mesh"]
             return state, draws, s1, s2, last
 
-        return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None)))
+        return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None, None, None)))
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def _template(self):
@@ -213,9 +224,9 @@ class Runner:
             t0 = time.perf_counter() - ft["field_warmup_compile_s"]  # compilation counted as compilation
             warm = self._warmup_fn()
             keys = jax.random.split(self.k_warm, sp.chains)
-            compiled = warm.lower(keys, x0).compile()
+            compiled = warm.lower(keys, x0, self.obs).compile()
             t1 = time.perf_counter()
-            states, par_c, n_w = compiled(keys, x0)
+            states, par_c, n_w = compiled(keys, x0, self.obs)
             jax.block_until_ready(states)
             t2 = time.perf_counter()
             params = self.sampler.combine(par_c)
@@ -231,7 +242,8 @@ class Runner:
         self.params = params
         tc0 = time.perf_counter()
         keys0 = jax.random.split(jax.random.fold_in(self.k_run, 0), sp.chains)
-        chunk_fn = chunk_fn.lower(keys0, states, params, jnp.int32(0)).compile()
+        vox = jnp.asarray(self.voxel_index)
+        chunk_fn = chunk_fn.lower(keys0, states, params, jnp.int32(0), self.obs, vox).compile()
         self.timings["chunk_compile_s"] = time.perf_counter() - tc0
         t_start = time.perf_counter()
         self.n_done = start
@@ -241,7 +253,7 @@ class Runner:
             tc = time.perf_counter()
             keys = jax.random.split(jax.random.fold_in(self.k_run, c), sp.chains)
             skip = min(sp.chunk, max(0, sp.burn_in - c * sp.chunk))  # burn-in draws in this chunk
-            states, draws, s1, s2, last = chunk_fn(keys, states, params, jnp.int32(skip))
+            states, draws, s1, s2, last = chunk_fn(keys, states, params, jnp.int32(skip), self.obs, vox)
             draws = jax.tree.map(np.asarray, draws)
             dt = time.perf_counter() - tc
             times.append(dt)
@@ -273,23 +285,24 @@ class Runner:
         Kaiser initialisation: EEVPD 1.3e-6 in the first 32 transitions, 5e-11 after ~2500, measured on
         an H200), so one in-band round right after the tuning proves nothing; while the energy error falls
         the rounds keep raising the step size, which also shortens the relaxation."""
-        cal, sp, sampler = self.sampler.calibrate, self.spec, self.sampler
+        cal, sp = self.sampler.calibrate, self.spec
         if cal is None or sp.calibration_steps < 1:
             return states, params
 
-        def rounds(key, state, params):
+        def rounds(key, state, params, obs):
+            step = self._sampler_for(obs, self.fixed).step
             keys = jax.random.split(key, sp.calibration_steps)
-            state, infos = jax.lax.scan(lambda st, k: sampler.step(k, st, params), state, keys)
+            state, infos = jax.lax.scan(lambda st, k: step(k, st, params), state, keys)
             return state, jnp.mean(infos.energy_sq), jnp.sum(infos.n_grads)
 
         t0 = time.perf_counter()
         keys = jax.random.split(jax.random.fold_in(self.k_warm, 1), sp.chains)
-        fn = jax.jit(jax.vmap(rounds, in_axes=(0, 0, None))).lower(keys, states, params).compile()
+        fn = jax.jit(jax.vmap(rounds, in_axes=(0, 0, None, None))).lower(keys, states, params, self.obs).compile()
         t1 = time.perf_counter()
         in_band = 0
         for r in range(sp.calibration_rounds):
             keys = jax.random.split(jax.random.fold_in(self.k_warm, 1 + r), sp.chains)
-            states, esq, ng = fn(keys, states, params)
+            states, esq, ng = fn(keys, states, params, self.obs)
             measured = float(np.mean(np.asarray(esq))) / self.dim
             self.timings["warmup_grads"] += float(np.sum(np.asarray(ng)))
             new, ok = cal(params, measured)

@@ -148,7 +148,7 @@ def test_calibration_restores_the_energy_error_target(tmp_path):
     logs = []
     r = Runner(m, data["obs"], spec, tmp_path, log=logs.append, fixed=FID)
     x0 = m.kaiser_init(r.k_init, r.obs, 2, FID)
-    st, par, _ = r._warmup_fn()(jax.random.split(r.k_warm, 2), x0)
+    st, par, _ = r._warmup_fn()(jax.random.split(r.k_warm, 2), x0, r.obs)
     good = r.sampler.combine(par)
     bad = dict(good, step_size=good["step_size"] * 0.1, L=good["L"] * 0.1)
     r.timings = {"warmup_grads": 0.0, "warmup_compile_s": 0.0, "warmup_s": 0.0}
@@ -181,6 +181,26 @@ def test_resume_after_kill_gives_identical_chain(tmp_path, sampler):
     np.testing.assert_allclose(tracked, full["draws"]["voxels"].mean(axis=1), rtol=1e-10, atol=1e-12)
     # and the chain moved: the voxel draws are not constant
     assert np.ptp(full["draws"]["voxels"]) > 0
+
+
+def test_runs_on_different_data_share_one_compiled_program(tmp_path):
+    """The compiled pieces take the data and the tracked voxels as arguments: two data sets of one shape
+    (different seeds, different voxels) lower to the same warm-up and chunk programs, so a study over
+    seeds compiles once (and the persistent compilation cache serves later processes)."""
+    m = _model()
+    texts, obs = [], []
+    for seed in (0, 1):
+        data = m.mock(FID, seed)
+        spec = RunSpec(sampler="mclmc", chains=2, warmup=8, samples=8, chunk=8, n_voxels=2, seed=seed + 1)
+        r = Runner(m, data["obs"], spec, tmp_path / str(seed), log=lambda s: None, fixed=FID)
+        keys = jax.random.split(r.k_warm, 2)
+        st, par = r._template()
+        warm = r._warmup_fn().lower(keys, jax.ShapeDtypeStruct((2, r.dim), r.obs.dtype), r.obs).as_text()
+        chunk = r._chunk_fn().lower(keys, st, par, jnp.int32(0), r.obs, jnp.asarray(r.voxel_index)).as_text()
+        texts.append((warm, chunk))
+        obs.append((np.asarray(r.obs), r.voxel_index))
+    assert not np.allclose(obs[0][0], obs[1][0]) and not np.array_equal(obs[0][1], obs[1][1])
+    assert texts[0][0] == texts[1][0] and texts[0][1] == texts[1][1]
 
 
 def test_alarm_when_energy_error_leaves_band(tmp_path):
