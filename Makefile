@@ -18,8 +18,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m jaxpm simulate $(ARGS)
 
+# two pytest workers: most of a test's time is XLA compilation, which is single-threaded (27.8 min with
+# one worker on the 2-core machine, 2026-12-02); one file per worker at a time (module fixtures run
+# once); TEST_WORKERS=0 runs in one process
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)

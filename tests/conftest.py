@@ -1,4 +1,5 @@
-"""Test set-up: float64 available everywhere (tests isolate algorithms in float64), CPU only.
+"""Test set-up: float64 available everywhere (tests isolate algorithms in float64), CPU only unless
+``JAXPM_TEST_ON_GPU`` is set (then JAX picks its default platform, e.g. the GPU).
 
 The tests of the distributed engine (``tests/sharded/``) need 8 CPU devices, which must be requested
 before jax is imported; they run in their own pytest process, started by ``tests/test_sharded_suite.py``

@@ -379,6 +379,13 @@ def test_grad_option_adjoint_equals_checkpoint(tmp_path):
     # jaxpm/steppers/adjoint.py), since 2026-12-02 also the initial force; measured 1.03e-4 on d_Omega_m
     for key in ("value", "d_Omega_m", "d_sigma8", "d_noise_rms"):
         assert abs(a[key] / c[key] - 1) < 3e-4, (key, a[key], c[key])
+
+
+@pytest.mark.slow  # two more CLI runs (~45 s); the gradients' values are held to finite differences in test_gradients
+def test_grad_option_matches_a_finite_difference_of_the_cli_loss(tmp_path):
+    out, _ = cli(["simulate", *SMALL, "--grad", "--out", "grad", "--quiet", "--no-fields"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    c = json.loads((tmp_path / "grad" / "summary.json").read_text())["gradient"]
     # against a central finite difference of the loss over two more runs (sigma8 +- 0.01)
     loss = {}
     for sign in (1, -1):

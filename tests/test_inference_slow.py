@@ -9,7 +9,11 @@ true delta_L follows the Kaiser Wiener prediction on large scales (k < 0.1 h/Mpc
 Results (converged or not) are written to ``benchmarks/results/inference_slow_<UTC time>.json``.
 Seeds: ``INFERENCE_SLOW_SEEDS`` (default "0,1,2"); chains: ``INFERENCE_SLOW_CHAINS`` (default 4; on a GPU 8
 chains cost about as much wall time as 4). The seeds share one compiled program per piece (the data are
-an argument): with ``JAX_COMPILATION_CACHE_DIR`` set, only the first seed compiles.
+an argument): with ``JAX_COMPILATION_CACHE_DIR`` set, only the first seed compiles. On a GPU set
+``JAXPM_TEST_ON_GPU=1``: ``tests/conftest.py`` otherwise pins JAX to the CPU (a GPU run without it, on
+2026-12-02, spent its budget on the CPU: 148 s for the 1024 field warm-up steps at 32^3), e.g.
+
+    JAXPM_TEST_ON_GPU=1 INFERENCE_SLOW_CHAINS=8 JAX_COMPILATION_CACHE_DIR=/tmp/jaxcache make test-slow PYTEST_ARGS=tests/test_inference_slow.py
 """
 
 import datetime as _dt
