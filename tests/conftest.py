@@ -7,6 +7,19 @@ before jax is imported; they run in their own pytest process, started by ``tests
 """
 
 import os
+import tempfile
+
+# One persistent compilation cache for the whole run: many tests compile the same programs (the CLI's
+# small default run, the sampler pieces of each Runner). The first process to load this file (pytest
+# itself, before it starts its workers) makes the folder; its workers and the subprocesses that the
+# CLI, multi-process and sharded tests start inherit it through the environment, and that first
+# process removes it at the end. JAXPM_TEST_CACHE=0 turns it off; a JAX_COMPILATION_CACHE_DIR already
+# set is used as it is (and kept).
+_OWN_CACHE = None
+if os.environ.get("JAXPM_TEST_CACHE", "1") != "0" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = tempfile.mkdtemp(prefix="jaxpm-test-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu") if os.environ.get("JAXPM_TEST_ON_GPU") is None else None
 if os.environ.get("JAXPM_TEST_DEVICES"):
@@ -19,3 +32,19 @@ jax.config.update("jax_enable_x64", True)
 
 # the sharded tests only in a process that has the devices for them
 collect_ignore = [] if os.environ.get("JAXPM_TEST_DEVICES") else ["sharded"]
+
+
+# files whose tests run for minutes in subprocesses go first, so that with two pytest workers the
+# other worker runs the rest meanwhile (they ended the run alone when collected in file order)
+_FIRST = ("test_sharded_suite.py", "test_multiprocess.py", "test_restart.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: 0 if item.path.name in _FIRST else 1)  # stable: file order otherwise kept
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
