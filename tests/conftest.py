@@ -34,15 +34,6 @@ jax.config.update("jax_enable_x64", True)
 collect_ignore = [] if os.environ.get("JAXPM_TEST_DEVICES") else ["sharded"]
 
 
-# files whose tests run for minutes in subprocesses go first, so that with two pytest workers the
-# other worker runs the rest meanwhile (they ended the run alone when collected in file order)
-_FIRST = ("test_sharded_suite.py", "test_multiprocess.py", "test_restart.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: 0 if item.path.name in _FIRST else 1)  # stable: file order otherwise kept
-
-
 def pytest_sessionfinish(session, exitstatus):
     if _OWN_CACHE is not None:
         import shutil
