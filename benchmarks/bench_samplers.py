@@ -88,6 +88,10 @@ def main(argv=None):
     dev = results["device"]["kind"].replace(" ", "-").lower()
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H%M")
     out_file = Path(args.out) / f"samplers_{dev}_{args.mesh}_{stamp}.json"
+    i = 1
+    while out_file.exists():  # two runs started in the same minute: never overwrite the other's results
+        i += 1
+        out_file = Path(args.out) / f"samplers_{dev}_{args.mesh}_{stamp}-{i}.json"
     out_file.parent.mkdir(parents=True, exist_ok=True)
     for name in args.samplers.split(","):
         warm, thin, burn = DEFAULTS[name]
