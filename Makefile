@@ -18,11 +18,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m jaxpm simulate $(ARGS)
 
-# two pytest workers: most of a test's time is XLA compilation, which is single-threaded (27.8 min with
-# one worker on the 2-core machine, 2026-12-02; 14.9-19.4 min with two (18.7 with the order below), one file per worker at a time,
-# and the run-wide compilation cache of tests/conftest.py, depending on when the 4-minute sharded suite
-# started: it now starts first, in the order tests/conftest.py gives; --dist worksteal measured 18.0 min:
-# module fixtures ran twice and the cache served less); TEST_WORKERS=0: one process
+# Two pytest workers, one test file each at a time, in the order tests/conftest.py gives (subprocess-heavy
+# files first), with the run-wide compilation cache of tests/conftest.py: most of a test's time is XLA
+# compilation, which is single-threaded. Measured on the 2-core VM, 2026-12-02: one worker 27.8 min; two
+# workers 14.9, 19.4 (xdist's own file order) and 18.7 min (this order); --dist worksteal 18.0 min.
+# The spread is the VM's (user time 26-33 min). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)

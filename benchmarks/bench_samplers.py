@@ -21,6 +21,7 @@ Writes ``benchmarks/results/samplers_<device>_<UTC time>.json``. Example (one H2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import sys
@@ -123,9 +124,8 @@ def main(argv=None):
                 reached["draws"] = int(d["scalars"].shape[1])
             return e >= args.ess_target
 
-        with tempfile.TemporaryDirectory() as tmp:
-            if args.keep:
-                tmp = Path(args.keep) / name
+        folder = contextlib.nullcontext(str(Path(args.keep) / name)) if args.keep else tempfile.TemporaryDirectory()
+        with folder as tmp:
             runner = Runner(model, obs, cfg.run_spec(), Path(tmp), log=lambda s: print(f"[{name}] {s}", flush=True),
                             truth=cfg.truth)
             ms_grad = _gradient_ms(runner, model, args.chains)

@@ -98,8 +98,8 @@ class Runner:
     # Every compiled program takes the data (and the tracked voxels' indices) as arguments, built into
     # the sampler while tracing, rather than closing over them: closed-over arrays become constants of
     # the program, so each data set (each seed of a validation, each mock of a study) would compile
-    # anew; as arguments, runs on data of the same shape share one program (and JAX's persistent
-    # compilation cache, JAX_COMPILATION_CACHE_DIR, serves it across processes).
+    # anew; as arguments, runs on data of the same shape lower to one program (tested), which JAX's
+    # persistent compilation cache (JAX_COMPILATION_CACHE_DIR) can then serve across processes.
     def _sampler_for(self, obs, fixed=None):
         return make_sampler(self.spec.sampler, self.model.logdensity_fn(obs, fixed), self.opts)
 

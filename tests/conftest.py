@@ -35,8 +35,8 @@ collect_ignore = [] if os.environ.get("JAXPM_TEST_DEVICES") else ["sharded"]
 
 
 # The files whose tests run for minutes in subprocesses go first: `make test` keeps this order
-# (pytest-xdist's --no-loadscope-reorder; by default it sorts files by their number of tests, which put
-# the one-test sharded suite last and let it end the run alone: 19.4 min against 14.9 when it started early).
+# (pytest-xdist's --no-loadscope-reorder; by default it sorts files by their number of tests, which puts
+# the one-test, 4-minute sharded suite last, where it ran alone at the end of the run).
 _FIRST = ("test_sharded_suite.py", "test_multiprocess.py", "test_restart.py")
 
 

@@ -8,10 +8,12 @@ of Omega_m, sigma8 and b1 contain the truth within 2 sigma, and the posterior me
 true delta_L follows the Kaiser Wiener prediction on large scales (k < 0.1 h/Mpc, within 0.05).
 Results (converged or not) are written to ``benchmarks/results/inference_slow_<UTC time>.json``.
 Seeds: ``INFERENCE_SLOW_SEEDS`` (default "0,1,2"); chains: ``INFERENCE_SLOW_CHAINS`` (default 4; on a GPU 8
-chains cost about as much wall time as 4). The seeds share one compiled program per piece (the data are
-an argument): with ``JAX_COMPILATION_CACHE_DIR`` set, only the first seed compiles. On a GPU set
+chains cost about as much wall time as 4). The seeds lower to the same program per piece (the data are
+an argument), so with ``JAX_COMPILATION_CACHE_DIR`` set later seeds can load the first one's
+compilation (not yet timed). On a GPU set
 ``JAXPM_TEST_ON_GPU=1``: ``tests/conftest.py`` otherwise pins JAX to the CPU (a GPU run without it, on
-2026-12-02, spent its budget on the CPU: 148 s for the 1024 field warm-up steps at 32^3), e.g.
+2026-12-02, spent its budget on the CPU: 148 s for the 1024 field warm-up steps at 32^3;
+``benchmarks/results/inference_slow_gpu-host-cpu_2026-12-02.log``), e.g.
 
     JAXPM_TEST_ON_GPU=1 INFERENCE_SLOW_CHAINS=8 JAX_COMPILATION_CACHE_DIR=/tmp/jaxcache make test-slow PYTEST_ARGS=tests/test_inference_slow.py
 """
