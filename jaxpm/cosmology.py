@@ -673,6 +673,13 @@ def _growth_generator(cosmo, lna):
     return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
 
 
+def _mm(x, y):
+    """Matrix product in full precision: on recent GPUs JAX's default rounds float32 matmul inputs to TF32
+    (10-bit mantissa), which over the table's 255 chained products failed the float32 growth tolerances
+    of tests/test_cosmology.py on an H200 (2026-12-02)."""
+    return jnp.matmul(x, y, precision=jax.lax.Precision.HIGHEST)
+
+
 def growth_table(cosmo: Cosmology, dtype=None) -> GrowthTable:
     """Solve the first- and second-order growth ODEs (in ln a) from a = 1e-5 to a = 1.
 
@@ -701,9 +708,9 @@ def growth_table(cosmo: Cosmology, dtype=None) -> GrowthTable:
 
     def rk4_matrix(t, dt):  # one RK4 step of u' = A u from t to t + dt, as a matrix
         A1, A2, A3 = (_growth_generator(cosmo, x) for x in (t, t + dt / 2, t + dt))
-        K2 = A2 @ (eye + dt / 2 * A1)
-        K3 = A2 @ (eye + dt / 2 * K2)
-        K4 = A3 @ (eye + dt * K3)
+        K2 = _mm(A2, eye + dt / 2 * A1)
+        K3 = _mm(A2, eye + dt / 2 * K2)
+        K4 = _mm(A3, eye + dt * K3)
         return eye + dt / 6 * (A1 + 2 * K2 + 2 * K3 + K4)
 
     # _GROWTH_SUBSTEPS RK4 steps per table interval: the carried D1^2 grows like a^2, and one step per
@@ -711,9 +718,9 @@ def growth_table(cosmo: Cosmology, dtype=None) -> GrowthTable:
     dt = h / _GROWTH_SUBSTEPS
     M = eye
     for j in range(_GROWTH_SUBSTEPS):
-        M = rk4_matrix(ln_a[:-1] + j * dt, dt) @ M  # (255, 7, 7)
-    P = jax.lax.associative_scan(lambda early, late: late @ early, M)  # P[n] = M[n] ... M[0]
-    us = P @ u0
+        M = _mm(rk4_matrix(ln_a[:-1] + j * dt, dt), M)  # (255, 7, 7)
+    P = jax.lax.associative_scan(lambda early, late: _mm(late, early), M)  # P[n] = M[n] ... M[0]
+    us = _mm(P, u0)
     y = jnp.concatenate([u0[None, :4], us[:, :4]]).T  # (4, n)
     dy = jax.vmap(lambda t, yy: _growth_rhs(cosmo, t, yy), in_axes=(0, 1), out_axes=1)(ln_a, y)
     n1 = y[0, -1]

@@ -165,20 +165,24 @@ def _node(pos, n, order: int, shape, derivative: bool = False):
 
 def _scatter(shape, order: int, pos, w):
     """Paint rows of ``pos`` (P, 3) with weights ``w``: a scalar or (P,) gives one mesh (M,),
-    (P, C) gives a stack (C, M). Plain JAX (reverse-differentiable by autodiff, storing per node)."""
+    (P, C) gives a stack (C, M). Plain JAX (reverse-differentiable by autodiff, storing per node).
+
+    A stack is painted as one scatter of (P, C) rows into an interleaved (M, C) mesh per node, then
+    transposed: the C atomic adds of a particle hit adjacent addresses. Measured on an H200 (512^3
+    particles in Lagrangian order, C = 3, CIC; benchmarks/tools/paint_kernels.py): 30.0 ms against
+    48.5 ms for C separate (M,) meshes, and 6.0 against 6.5 GiB.
+    """
     size = math.prod(shape)
     stacked = jnp.ndim(w) == 2
-    init = tuple(jnp.zeros(size, pos.dtype) for _ in range(w.shape[1] if stacked else 1))
 
-    def body(n, flats):
+    def body(n, flat):
         idx, ws, _ = _node(pos, n, order, shape)
         wn = ws[0] * ws[1] * ws[2]
-        if stacked:
-            return tuple(f.at[idx].add(w[:, c] * wn, mode="promise_in_bounds") for c, f in enumerate(flats))
-        return (flats[0].at[idx].add(w * wn, mode="promise_in_bounds"),)
+        return flat.at[idx].add(w * (wn[:, None] if stacked else wn), mode="promise_in_bounds")
 
-    flats = jax.lax.fori_loop(0, order**3, body, init)
-    return jnp.stack(flats) if stacked else flats[0]
+    init = jnp.zeros((size, w.shape[1]) if stacked else size, pos.dtype)
+    flat = jax.lax.fori_loop(0, order**3, body, init)
+    return flat.T if stacked else flat
 
 
 def _axis_nodes(x, order: int, n: int):
@@ -208,6 +212,7 @@ def _gather(flat, shape, order: int, pos, value: bool = True, grad_ct=None, grad
     gx = gy = gz = 0.0
     for (ix, wx, dx), (iy, wy, dy), (iz, wz, dz) in itertools.product(*axes):
         idx = (ix * shape[1] + iy) * shape[2] + iz
+        # a stack read as (M, C) rows (transposed once) measured the same on an H200 (512^3: 17.8 ms both)
         m = flat[:, idx].T if stacked else flat[idx]
         if value:
             w = wx * wy * wz

@@ -3,6 +3,7 @@ round trips against known arrays, refusals, interrupted saves, and a simulation 
 checkpoint at step k equal to the uninterrupted run."""
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -109,6 +110,13 @@ def test_restart_from_checkpoint_equals_uninterrupted_run(tmp_path):
     resumed = integrate(st, type(half)(**loaded), np.asarray(meta["a_grid"])[3:])
     assert meta["step"] == 3
     assert resumed.dx.dtype == jnp.float32
-    np.testing.assert_array_equal(np.asarray(resumed.dx), np.asarray(full.dx))  # measured: bitwise equal
-    np.testing.assert_array_equal(np.asarray(resumed.p), np.asarray(full.p))
+    if jax.default_backend() == "gpu" and "xla_gpu_deterministic_ops=true" not in os.environ.get("XLA_FLAGS", ""):
+        # GPU painting sums with atomic adds in no fixed order: two runs of one program differ by rounding
+        # (bitwise equality needs XLA_FLAGS=--xla_gpu_deterministic_ops=true; README, restarts)
+        moved = float(jnp.abs(full.dx - state0.dx).max())
+        assert float(jnp.abs(resumed.dx - full.dx).max()) < 1e-5 * moved
+        assert float(jnp.abs(resumed.p - full.p).max()) < 1e-5 * float(jnp.abs(full.p).max())
+    else:
+        np.testing.assert_array_equal(np.asarray(resumed.dx), np.asarray(full.dx))  # measured on a CPU: bitwise equal
+        np.testing.assert_array_equal(np.asarray(resumed.p), np.asarray(full.p))
     assert float(jnp.abs(full.dx - state0.dx).max()) > 0.1  # the particles did move between the halves

@@ -1,11 +1,16 @@
 """Time and compiled memory of the painting / read-out kernels: vectorised reference vs node-looped.
 
-For N^3 particles (uniform random positions) on an N^3 mesh, float32, CIC: paint with unit weights,
-read out a stack of 3 meshes (the force), and the gradient of the read-out with respect to the
-positions, each as the reference (:func:`jaxpm.painting.paint` / ``readout`` and autodiff) and as the
-node-looped kernel (``paint_nodes`` / ``readout_nodes`` / ``readout_grad``). Median of ``--reps``.
+For N^3 particles on an N^3 mesh, float32, CIC: paint with unit weights, read out a stack of 3 meshes
+(the force), and the gradient of the read-out with respect to the positions, each as the reference
+(:func:`jaxpm.painting.paint` / ``readout`` and autodiff) and as the node-looped kernel (``paint_nodes`` /
+``readout_nodes`` / ``readout_grad``); and painting 3 weight columns (the force VJP's cotangent) as
+``paint_stack`` (three (M,) meshes, one scatter each per node) against one scatter of (P, 3) rows into
+an interleaved (M, 3) mesh (the candidate ``paint_stack`` then adopted). Median of ``--reps``.
 
-    python benchmarks/tools/paint_kernels.py --sizes 256,512
+Positions: ``uniform`` (random over the box: incoherent memory access, the worst case) or ``lattice``
+(particles in Lagrangian order, displaced by 1.5 cells rms: what a simulation paints).
+
+    python benchmarks/tools/paint_kernels.py --sizes 256,512 --positions lattice
 """
 
 from __future__ import annotations
@@ -32,15 +37,35 @@ def _run(fn, args, reps):
     return {"ms": 1e3 * _time(c, args, reps)[0], "GiB": None if mem is None else mem / 2**30}
 
 
+def _paint_interleaved(shape, pos, w):
+    """Candidate: the C columns of ``w`` (P, C) painted as one scatter of rows into an (M, C) mesh per
+    stencil node (adjacent addresses for the C atomic adds), transposed to (C,) + shape at the end."""
+    size = shape[0] * shape[1] * shape[2]
+
+    def body(n, flat):
+        idx, ws, _ = P._node(pos, n, 2, shape)
+        return flat.at[idx].add(w * (ws[0] * ws[1] * ws[2])[:, None], mode="promise_in_bounds")
+
+    flat = jax.lax.fori_loop(0, 8, body, jnp.zeros((size, w.shape[1]), w.dtype))
+    return flat.T.reshape((w.shape[1],) + tuple(shape))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="64")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--positions", default="uniform", choices=("uniform", "lattice"))
+    ap.add_argument("--cases", default=None, help="comma list of case names (default all)")
     a = ap.parse_args(argv)
     rows = []
     for N in (int(x) for x in a.sizes.split(",")):
         shape = (N, N, N)
-        pos = jax.random.uniform(jax.random.key(0), (N**3, 3), jnp.float32, 0.0, N)
+        if a.positions == "uniform":
+            pos = jax.random.uniform(jax.random.key(0), (N**3, 3), jnp.float32, 0.0, N)
+        else:
+            q = jnp.stack(jnp.meshgrid(*[jnp.arange(N, dtype=jnp.float32)] * 3, indexing="ij"), -1).reshape(-1, 3)
+            pos = jnp.mod(q + 1.5 * jax.random.normal(jax.random.key(0), q.shape, jnp.float32), N)
+        cols = jax.random.normal(jax.random.key(2), (N**3, 3), jnp.float32)
         meshes = jax.random.normal(jax.random.key(1), (3,) + shape, jnp.float32)
         cases = {
             "paint/reference": (lambda p: P.paint(shape, p, 1.0), (pos,)),
@@ -49,7 +74,11 @@ def main(argv=None):
             "readout3/nodes": (lambda m, p: P.readout_nodes(m, p), (meshes, pos)),
             "readout3_grad_pos/reference": (jax.grad(lambda p, m: jnp.sum(P.readout(m, p))), (pos, meshes)),
             "readout3_grad_pos/nodes": (lambda p, m: P.readout_grad(m, p), (pos, meshes)),
+            "paint3/stack": (lambda p, w: P.paint_stack(shape, p, w), (pos, cols)),
+            "paint3/interleaved": (lambda p, w: _paint_interleaved(shape, p, w), (pos, cols)),
         }
+        if a.cases:
+            cases = {k: v for k, v in cases.items() if k in a.cases.split(",")}
         for name, (fn, args) in cases.items():
             row = {"N": N, "case": name} | _run(fn, args, a.reps)
             rows.append(row)

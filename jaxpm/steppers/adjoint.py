@@ -10,9 +10,10 @@ also yields the force meshes needed next) and one hand-written force VJP
 (:func:`jaxpm.forces.pm_forces_vjp`, about one more force), plus one force VJP at the end for the
 initial state's force (KDK; the incoming force is not differentiated through its evaluation, see
 :func:`integrate_adjoint`). Measured on an H200 (2LPT + 10 steps at 512^3, float32; benchmarks/README.md):
-the gradient takes 3.95x the forward run's time and 2.59x its compiled memory (38.9 GiB; the peak does not
-grow with steps: equal for 10 and 40 in every measured version), down from 4.0x and 3.5x before the painting looped over stencil nodes (one node's index
-arrays alive at a time) and the force VJP was reordered.
+the gradient takes 3.54x the forward run's time and 2.59x its compiled memory (38.9 GiB; the peak does not
+grow with steps: equal for 10 and 40 in every measured version), down from 4.0x and 3.5x before the painting
+looped over stencil nodes (one node's index arrays alive at a time), the force VJP was reordered and its
+three cotangent columns were painted as one interleaved scatter (3.95x before that).
 
 The reconstruction is exact only up to rounding. Measured (jax 0.10.2, CPU; tests/test_adjoint.py):
 
