@@ -63,6 +63,10 @@ def summarise(scalars: dict, voxels, n_grads_total: float, groups: dict, truth: 
         groups: group name -> parameter names.
         truth: optional true values (for the 2-sigma check reported per parameter).
     """
+    n_draws = min((np.shape(x)[-1] for x in scalars.values()), default=0)
+    if n_draws < 2:
+        raise ValueError(f"{n_draws} kept draw(s) per chain: nothing to summarise (the run ended within its burn-in; "
+                         "sample longer or lower burn_in)")
     out = {"parameters": {}, "groups": {}}
     for name, x in scalars.items():
         x = np.asarray(x)

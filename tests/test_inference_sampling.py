@@ -224,3 +224,16 @@ def test_ess_matches_ar1_theory():
         x[:, t] = rho * x[:, t - 1] + np.sqrt(1 - rho**2) * e[:, t]
     assert ess(x) == pytest.approx(c * n * (1 - rho) / (1 + rho), rel=0.2)
     assert group_ess([x, x[:, ::-1]]) == pytest.approx(ess(x), rel=0.05)
+
+
+def test_summary_of_a_run_ended_in_its_burn_in_is_a_clear_error():
+    """A run stopped (time budget, deadline) before any draw outlived the burn-in has nothing to summarise:
+    a message saying so, not an IndexError from a quantile of an empty array."""
+    from inference.diagnostics import summarise
+
+    empty = np.zeros((4, 0))
+    with pytest.raises(ValueError, match="burn_in"):
+        summarise({"sigma8": empty}, np.zeros((4, 0, 2)), 0.0, {"cosmo": ["sigma8"]})
+    rng = np.random.default_rng(1)  # and with draws, the same call works
+    out = summarise({"sigma8": rng.normal(size=(4, 50))}, rng.normal(size=(4, 50, 2)), 400.0, {"cosmo": ["sigma8"]})
+    assert out["parameters"]["sigma8"]["std"] == pytest.approx(1.0, rel=0.2)
