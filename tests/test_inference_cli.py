@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 import jaxpm
+from helpers import subprocess_env
 from inference.cli import main
 from inference.config import InferConfig
 from jaxpm.errors import ConfigError
@@ -85,7 +85,9 @@ def test_cli_mock_with_each_power_provider(tmp_path, power):
     if power == "table":
         _table(tmp_path / "pk.txt")
         args += ["--power-table", str(tmp_path / "pk.txt")]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    # the child keeps the parent's PYTHONPATH: on the GPU machine jax_cosmo (Eisenstein-Hu) lives on it,
+    # and replacing it failed this case there while [table] (no jax_cosmo) passed (H200, 2026-12-02)
+    env = subprocess_env() | {"JAX_PLATFORMS": "cpu"}
     run = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     info = json.loads((tmp_path / power / "mock.json").read_text())
