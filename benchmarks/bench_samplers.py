@@ -68,6 +68,9 @@ def main(argv=None):
     p.add_argument("--precond", default="kaiser_dyn")
     p.add_argument("--target-eevpd", type=float, default=1e-6)
     p.add_argument("--pilot-evals-per-ess", type=float, default=None)
+    p.add_argument("--mass-windows", type=int, default=0,
+                   help="MCLMC: refreshes of the scalars' inverse mass from draws pooled over chains (0: blackjax's)")
+    p.add_argument("--mass-window-steps", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--keep", default=None,
@@ -114,7 +117,8 @@ def main(argv=None):
             particles=args.mesh, box=args.mesh * args.cell, dtype=args.dtype, lpt_order=args.lpt_order,
             precond=args.precond, sampler=name, chains=args.chains, warmup=warm, field_warmup=field_warm, thinning=thin,
             chunk=args.chunk, samples=n_chunks * args.chunk, burn_in=burn, seed=args.seed, target_eevpd=args.target_eevpd,
-            pilot_evals_per_ess=args.pilot_evals_per_ess)).validate()
+            pilot_evals_per_ess=args.pilot_evals_per_ess, mass_windows=args.mass_windows,
+            mass_window_steps=args.mass_window_steps)).validate()
         model = cfg.model()
         t0 = time.perf_counter()
         mock = model.mock({k: float(v) for k, v in cfg.truth.items()}, cfg.seed)
@@ -159,6 +163,8 @@ def main(argv=None):
             "rhat_max": {g: s["groups"][g]["rhat_max"] for g in ("cosmo", "bias", "field")},
             "ess_sigma8": s["parameters"]["sigma8"]["ess"],
             "parameters": s["parameters"], "field_voxels": voxels,
+            "tuned": {k: (np.asarray(v)[:len(model.free_names())].tolist() if k == "inverse_mass_matrix" else float(v))
+                      for k, v in runner.params.items() if np.ndim(v) <= 1} if isinstance(runner.params, dict) else None,
             "ms_per_gradient_all_chains": ms_grad, "calibration_rounds": t.get("calibration_rounds"),
             "n_grads_sampling": s["n_grads"], "n_grads_warmup": t.get("warmup_grads"),
             "n_grads_burn_in": summary["n_grads_burn_in"],

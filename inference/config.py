@@ -84,6 +84,8 @@ class InferConfig:
     calibration_steps: int = 64       # MCLMC: transitions per step-size calibration round (0: none)
     calibration_rounds: int = 24      # at most; stops after 3 consecutive rounds in band
     calibration_max_increase: float = 2.0  # MCLMC: calibrated step size at most this times the tuned one
+    mass_windows: int = 0             # MCLMC: refreshes of the scalars' inverse mass from pooled draws, each recalibrated
+    mass_window_steps: int = 256      # transitions per chain in each of those windows
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -117,7 +119,7 @@ class InferConfig:
     def validate(self) -> "InferConfig":
         for name in ("particles", "lpt_order", "pm_steps", "seed", "chains", "warmup", "samples", "thinning",
                      "chunk", "sampler_seed", "n_voxels", "max_tree_depth", "hmc_steps", "calibration_steps", "burn_in", "field_warmup",
-                     "calibration_rounds"):
+                     "calibration_rounds", "mass_windows", "mass_window_steps"):
             setattr(self, name, _integer(name, getattr(self, name)))
         validate_domain(self.particles, _number("box", self.box), 1, self.dtype)
         a = _number("a_obs", self.a_obs)
@@ -180,6 +182,10 @@ class InferConfig:
             raise ConfigError("calibration_steps", self.calibration_steps, "an integer >= 0 (0: no calibration)")
         if self.calibration_rounds < 1:
             raise ConfigError("calibration_rounds", self.calibration_rounds, "a positive integer")
+        if self.mass_windows < 0:
+            raise ConfigError("mass_windows", self.mass_windows, "an integer >= 0 (0: blackjax's tuned mass as is)")
+        if self.mass_window_steps < 2:
+            raise ConfigError("mass_window_steps", self.mass_window_steps, "an integer >= 2")
         if self.chains < 2:
             raise ConfigError("chains", self.chains, "at least 2 (R-hat and the median tuning need several chains)")
         if self.samples % self.chunk:
@@ -234,7 +240,8 @@ class InferConfig:
         return RunSpec(sampler=self.sampler, chains=self.chains, warmup=self.warmup, field_warmup=self.field_warmup, samples=self.samples,
                        thinning=self.thinning, chunk=self.chunk, burn_in=self.burn_in, seed=self.sampler_seed, n_voxels=self.n_voxels,
                        alarm_band=float(self.alarm_band), calibration_steps=self.calibration_steps,
-                       calibration_rounds=self.calibration_rounds, opts=tuple(sorted(opts.items())))
+                       calibration_rounds=self.calibration_rounds, mass_windows=self.mass_windows,
+                       mass_window_steps=self.mass_window_steps, opts=tuple(sorted(opts.items())))
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)

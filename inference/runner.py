@@ -55,6 +55,8 @@ class RunSpec:
     alarm_band: float = 10.0
     calibration_steps: int = 64       # transitions per calibration round (samplers with ``calibrate``)
     calibration_rounds: int = 24      # at most; ends after 3 consecutive rounds in band (chains continue: warm-up)
+    mass_windows: int = 0             # refreshes of the free scalars' inverse mass from pooled draws (see _scalar_mass)
+    mass_window_steps: int = 256      # transitions per chain in each refresh window
     opts: tuple = ()                  # sampler options as (key, value) pairs (hashable)
 
     @property
@@ -67,6 +69,13 @@ def _save_npz(path, arrays: dict):
         np.savez(fh, **arrays)
 
     atomic_write(path, write)
+
+
+def pooled_variance(means, second_moments):
+    """Variance over all chains and steps from per-chain means of x and x^2 over equally long windows
+    (axis 0: chains): E[x^2] - E[x]^2 of the pooled draws, so the spread between chains counts."""
+    m1, m2 = np.mean(means, axis=0), np.mean(second_moments, axis=0)
+    return np.maximum(m2 - m1 * m1, 0.0)
 
 
 class Runner:
@@ -233,6 +242,7 @@ class Runner:
             self.timings = {"warmup_compile_s": t1 - t0, "warmup_s": t2 - t1 + ft["field_warmup_s"], **ft,
                             "warmup_grads": float(np.sum(np.asarray(n_w))) + field_grads}
             states, params = self._calibrate(states, params)
+            states, params = self._scalar_mass(states, params)
             self.log(f"warm-up: {sp.warmup} steps x {sp.chains} chains in {t2 - t1:.1f} s "
                      f"(+{t1 - t0:.1f} s compilation); step size {float(params['step_size']) if 'step_size' in params else params}")
             shape = (sp.chains,) + self.model.domain.particles
@@ -276,7 +286,7 @@ class Runner:
         self.timings["sampling_wall_s"] = time.perf_counter() - t_start
         return self.collect()
 
-    def _calibrate(self, states, params):
+    def _calibrate(self, states, params, salt: int = 0):
         """Rounds of ``calibration_steps`` transitions with the shared parameters; after each, the
         sampler's ``calibrate`` corrects them from the quantity measured over all chains (see
         :mod:`inference.samplers.mclmc`), until three consecutive rounds are in band. The chains continue
@@ -296,12 +306,12 @@ class Runner:
             return state, jnp.mean(infos.energy_sq), jnp.sum(infos.n_grads)
 
         t0 = time.perf_counter()
-        keys = jax.random.split(jax.random.fold_in(self.k_warm, 1), sp.chains)
+        keys = jax.random.split(jax.random.fold_in(self.k_warm, 1 + salt), sp.chains)
         fn = jax.jit(jax.vmap(rounds, in_axes=(0, 0, None, None))).lower(keys, states, params, self.obs).compile()
         t1 = time.perf_counter()
         in_band = 0
         for r in range(sp.calibration_rounds):
-            keys = jax.random.split(jax.random.fold_in(self.k_warm, 1 + r), sp.chains)
+            keys = jax.random.split(jax.random.fold_in(self.k_warm, 1 + salt + r), sp.chains)
             states, esq, ng = fn(keys, states, params, self.obs)
             measured = float(np.mean(np.asarray(esq))) / self.dim
             self.timings["warmup_grads"] += float(np.sum(np.asarray(ng)))
@@ -317,7 +327,56 @@ class Runner:
                                 f"(last measured {measured:.3g}); sampling with step size {float(params['step_size']):.4g}")
         self.timings["warmup_compile_s"] += t1 - t0
         self.timings["warmup_s"] += time.perf_counter() - t1
-        self.timings["calibration_rounds"] = r + 1
+        self.timings["calibration_rounds"] = self.timings.get("calibration_rounds", 0) + r + 1
+        return states, params
+
+    def _scalar_mass(self, states, params):
+        """Windows of ``mass_window_steps`` transitions of every chain with the shared parameters; after
+        each, the free scalars' inverse-mass entries become their variance pooled over all chains and
+        steps of the window (:func:`pooled_variance`), and the step size is calibrated again.
+
+        Why: blackjax's tuner sets each chain's diagonal inverse mass to the variance of its own last
+        512 or so steps, about one autocorrelation time of sigma8, then the median over chains is taken.
+        A slow coordinate so gets too small an entry, which makes it slower still. Measured at 16^3 (CPU,
+        4 chains, 92 kept draws each, not converged): the tuned scalar entries were 9-28x below the
+        scalars' pooled variance over the run (benchmarks/README.md). Pooling over chains adds the
+        between-chain spread; each further window starts from a larger entry. Its effect on the
+        gradients per effective sample at 64^3 is not yet measured (off by default)."""
+        sp = self.spec
+        ns = len(self.model.free_names(self.fixed))
+        inv = params.get("inverse_mass_matrix") if isinstance(params, dict) else None
+        if sp.mass_windows < 1 or not ns or getattr(inv, "ndim", 0) != 1 or self.sampler.calibrate is None:
+            return states, params  # adjusted samplers: their own adaptation sets mass and step together
+
+        def window(key, state, params, obs):
+            step = self._sampler_for(obs, self.fixed).step
+
+            def body(st, k):
+                st, info = step(k, st, params)
+                x = self.sampler.position(st)[:ns]
+                return st, (x, x * x, info.n_grads)
+
+            state, (x1, x2, ng) = jax.lax.scan(body, state, jax.random.split(key, sp.mass_window_steps))
+            return state, jnp.mean(x1, 0), jnp.mean(x2, 0), jnp.sum(ng)
+
+        t0 = time.perf_counter()
+        keys = jax.random.split(jax.random.fold_in(self.k_warm, 5000), sp.chains)
+        fn = jax.jit(jax.vmap(window, in_axes=(0, 0, None, None))).lower(keys, states, params, self.obs).compile()
+        self.timings["warmup_compile_s"] += time.perf_counter() - t0
+        for w in range(sp.mass_windows):
+            t1 = time.perf_counter()
+            keys = jax.random.split(jax.random.fold_in(self.k_warm, 5000 + w), sp.chains)
+            states, m1, m2, ng = fn(keys, states, params, self.obs)
+            old = np.asarray(params["inverse_mass_matrix"][:ns])
+            var = pooled_variance(np.asarray(m1), np.asarray(m2))
+            var = np.where(var > 0, var, old)  # a scalar that did not move keeps its entry
+            params = dict(params)
+            params["inverse_mass_matrix"] = params["inverse_mass_matrix"].at[:ns].set(jnp.asarray(var, params["inverse_mass_matrix"].dtype))
+            self.timings["warmup_grads"] += float(np.sum(np.asarray(ng)))
+            self.timings["warmup_s"] += time.perf_counter() - t1
+            self.log(f"scalar mass window {w + 1}/{sp.mass_windows}: pooled variance / previous inverse mass "
+                     + " ".join(f"{r:.3g}" for r in var / old))
+            states, params = self._calibrate(states, params, salt=1000 * (w + 1))
         return states, params
 
     def _check_alarms(self, c, draws):

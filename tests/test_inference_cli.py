@@ -45,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
     ({"burn_in": -1}, "burn_in"),
     ({"field_warmup": -5}, "field_warmup"),
     ({"calibration_max_increase": 0.5}, "calibration_max_increase"),
+    ({"mass_windows": -1}, "mass_windows"),
+    ({"mass_window_steps": 1}, "mass_window_steps"),
 ])
 def test_bad_config_names_the_parameter(values, parameter):
     with pytest.raises(ConfigError) as err:
