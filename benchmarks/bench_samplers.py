@@ -163,8 +163,9 @@ def main(argv=None):
             "rhat_max": {g: s["groups"][g]["rhat_max"] for g in ("cosmo", "bias", "field")},
             "ess_sigma8": s["parameters"]["sigma8"]["ess"],
             "parameters": s["parameters"], "field_voxels": voxels,
-            "tuned": {k: (np.asarray(v)[:len(model.free_names())].tolist() if k == "inverse_mass_matrix" else float(v))
-                      for k, v in runner.params.items() if np.ndim(v) <= 1} if isinstance(runner.params, dict) else None,
+            "tuned": {k: (float(v) if np.ndim(v) == 0 else np.asarray(v)[:len(model.free_names())].tolist())
+                      for k, v in runner.params.items() if np.ndim(v) == 0 or (k == "inverse_mass_matrix" and np.ndim(v) == 1)}
+            if isinstance(runner.params, dict) else None,  # the scalars' inverse-mass entries only
             "ms_per_gradient_all_chains": ms_grad, "calibration_rounds": t.get("calibration_rounds"),
             "n_grads_sampling": s["n_grads"], "n_grads_warmup": t.get("warmup_grads"),
             "n_grads_burn_in": summary["n_grads_burn_in"],
