@@ -131,13 +131,13 @@ def main(argv=None):
         live = {}  # the runner, once built: its timings so far give the time to the target
 
         def stop_when(d):
+            late = args.deadline is not None and time.perf_counter() - t_process > args.deadline
             if d["scalars"].shape[1] < 4:  # still in the burn-in
-                return args.deadline is not None and time.perf_counter() - t_process > args.deadline
+                return late
             e = group_ess([d["scalars"][..., i_s8]])
             if e >= args.ess_target and "time_s" not in reached:
                 t = live["runner"].timings
                 reached.update(ess=e, draws=int(d["scalars"].shape[1]), time_s=t.get("warmup_s", 0.0) + t.get("sampling_s", 0.0))
-            late = args.deadline is not None and time.perf_counter() - t_process > args.deadline
             return e >= run_ess or late
 
         folder = contextlib.nullcontext(str(Path(args.keep) / name)) if args.keep else tempfile.TemporaryDirectory()

@@ -675,8 +675,8 @@ def _growth_generator(cosmo, lna):
 
 def _mm(x, y):
     """Matrix product in full precision: on recent GPUs JAX's default rounds float32 matmul inputs to TF32
-    (10-bit mantissa), which over the table's 255 chained products failed the float32 growth tolerances
-    of tests/test_cosmology.py on an H200 (2026-12-02)."""
+    (10-bit mantissa). The float32 growth tolerances of tests/test_cosmology.py failed on an H200
+    (2026-12-02) and the table's 255 chained products are the likely cause (not yet re-run there)."""
     return jnp.matmul(x, y, precision=jax.lax.Precision.HIGHEST)
 
 

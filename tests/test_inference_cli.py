@@ -87,8 +87,8 @@ def test_cli_mock_with_each_power_provider(tmp_path, power):
     if power == "table":
         _table(tmp_path / "pk.txt")
         args += ["--power-table", str(tmp_path / "pk.txt")]
-    # the child keeps the parent's PYTHONPATH: on the GPU machine jax_cosmo (Eisenstein-Hu) lives on it,
-    # and replacing it failed this case there while [table] (no jax_cosmo) passed (H200, 2026-12-02)
+    # the child keeps the parent's PYTHONPATH: on the GPU machine jax_cosmo (Eisenstein-Hu) lives on it;
+    # replacing it is the likely cause of this case failing there while [table] (no jax_cosmo) passed
     env = subprocess_env() | {"JAX_PLATFORMS": "cpu"}
     run = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr

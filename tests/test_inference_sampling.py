@@ -269,8 +269,14 @@ def test_scalar_mass_windows_restore_a_too_small_inverse_mass(tmp_path):
     _, new = r._scalar_mass(st, bad)
     np.testing.assert_array_equal(np.asarray(new["inverse_mass_matrix"][2:]), np.asarray(bad["inverse_mass_matrix"][2:]))
     # reference: the scalars' posterior variance from 4 x 3000 transitions with the well-tuned mass
-    xs = jax.jit(jax.vmap(lambda k, s: jax.lax.scan(lambda s, kk: (lambda o: (o[0], r.sampler.position(o[0])[:2]))(
-        r.sampler.step(kk, s, good)), s, jax.random.split(k, 3000))[1]))(jax.random.split(jax.random.key(11), 4), st)
+    def scalars_along(key, state):
+        def step(s, k):
+            s = r.sampler.step(k, s, good)[0]
+            return s, r.sampler.position(s)[:2]
+
+        return jax.lax.scan(step, state, jax.random.split(key, 3000))[1]
+
+    xs = jax.jit(jax.vmap(scalars_along))(jax.random.split(jax.random.key(11), 4), st)
     ref = np.asarray(xs)[:, 500:].reshape(-1, 2).var(axis=0)
     ratio = np.asarray(new["inverse_mass_matrix"][:2]) / ref
     assert np.all((ratio > 1 / 3) & (ratio < 3)), ratio

@@ -3,9 +3,10 @@
 For N^3 particles on an N^3 mesh, float32, CIC: paint with unit weights, read out a stack of 3 meshes
 (the force), and the gradient of the read-out with respect to the positions, each as the reference
 (:func:`jaxpm.painting.paint` / ``readout`` and autodiff) and as the node-looped kernel (``paint_nodes`` /
-``readout_nodes`` / ``readout_grad``); and painting 3 weight columns (the force VJP's cotangent) as
-``paint_stack`` (three (M,) meshes, one scatter each per node) against one scatter of (P, 3) rows into
-an interleaved (M, 3) mesh (the candidate ``paint_stack`` then adopted). Median of ``--reps``.
+``readout_nodes`` / ``readout_grad``); and ``paint_stack``, 3 weight columns (the force VJP's cotangent)
+painted as one scatter of (P, 3) rows into an interleaved (M, 3) mesh (until 2026-12-02: three (M,)
+meshes, one scatter each per node; both measured in
+``results/paint_kernels_nvidia-h200_512_2026-12-02T1455_lattice.txt``). Median of ``--reps``.
 
 Positions: ``uniform`` (random over the box: incoherent memory access, the worst case) or ``lattice``
 (particles in Lagrangian order, displaced by 1.5 cells rms: what a simulation paints).
@@ -37,19 +38,6 @@ def _run(fn, args, reps):
     return {"ms": 1e3 * _time(c, args, reps)[0], "GiB": None if mem is None else mem / 2**30}
 
 
-def _paint_interleaved(shape, pos, w):
-    """Candidate: the C columns of ``w`` (P, C) painted as one scatter of rows into an (M, C) mesh per
-    stencil node (adjacent addresses for the C atomic adds), transposed to (C,) + shape at the end."""
-    size = shape[0] * shape[1] * shape[2]
-
-    def body(n, flat):
-        idx, ws, _ = P._node(pos, n, 2, shape)
-        return flat.at[idx].add(w * (ws[0] * ws[1] * ws[2])[:, None], mode="promise_in_bounds")
-
-    flat = jax.lax.fori_loop(0, 8, body, jnp.zeros((size, w.shape[1]), w.dtype))
-    return flat.T.reshape((w.shape[1],) + tuple(shape))
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="64")
@@ -75,7 +63,6 @@ def main(argv=None):
             "readout3_grad_pos/reference": (jax.grad(lambda p, m: jnp.sum(P.readout(m, p))), (pos, meshes)),
             "readout3_grad_pos/nodes": (lambda p, m: P.readout_grad(m, p), (pos, meshes)),
             "paint3/stack": (lambda p, w: P.paint_stack(shape, p, w), (pos, cols)),
-            "paint3/interleaved": (lambda p, w: _paint_interleaved(shape, p, w), (pos, cols)),
         }
         if a.cases:
             cases = {k: v for k, v in cases.items() if k in a.cases.split(",")}
