@@ -16,10 +16,10 @@ import jax.numpy as jnp
 from . import fourier
 from .domain import Domain
 from .errors import ConfigError
-from .painting import paint_nodes, paint_stack, readout_grad, readout_nodes, scheme_order
+from .painting import paint_nodes, paint_stack, readout_and_grad, readout_grad, readout_nodes, scheme_order
 
 __all__ = ["ForceSpec", "density", "pm_forces", "force_from_density", "pm_forces_and_meshes", "pm_forces_vjp",
-           "paint_mesh", "read_mesh"]
+           "pm_forces_and_vjp", "paint_mesh", "read_mesh"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +136,7 @@ def pm_forces_vjp(domain: Domain, dx: jax.Array, forces: jax.Array, cotangent: j
     """
     pos = domain.to_mesh_units(dx)
     ct = cotangent.astype(pos.dtype)
-    solve = lambda r: force_from_density(domain, r, spec)
-    transpose = jax.linear_transpose(solve, jax.ShapeDtypeStruct(domain.mesh_shape, pos.dtype))
+    transpose = _solve_transpose(domain, spec, pos.dtype)
     if not domain.distributed:
         # the node-looped kernels, ordered so that few particle-sized arrays are alive at once: the
         # three components of ct painted in one loop (node indices computed once), the mesh solve
@@ -155,3 +154,33 @@ def pm_forces_vjp(domain: Domain, dx: jax.Array, forces: jax.Array, cotangent: j
     (g_mesh,) = transpose(lam)
     g_paint = float(domain.B**3) * jax.grad(lambda q: jnp.sum(read_mesh(domain, g_mesh, q, spec.paint)))(pos)
     return ((g_read + g_paint) / jnp.asarray(domain.cell_size, pos.dtype)).astype(dx.dtype)
+
+
+def _solve_transpose(domain: Domain, spec: ForceSpec, dtype):
+    """Transpose of the linear mesh solve density -> force meshes (force stack -> one mesh)."""
+    solve = lambda r: force_from_density(domain, r, spec)
+    return jax.linear_transpose(solve, jax.ShapeDtypeStruct(domain.mesh_shape, dtype))
+
+
+def pm_forces_and_vjp(domain: Domain, dx: jax.Array, cotangent: jax.Array, spec: ForceSpec = ForceSpec()):
+    """``pm_forces(domain, dx, spec)`` and the cotangent of ``dx`` for its ``cotangent``, together.
+
+    The reverse-time adjoint of KDK steppers needs both at every reconstructed position, with the
+    cotangent already known (:mod:`jaxpm.steppers.adjoint`). On one device they share their passes
+    over the particles: one scatter paints the density and the cotangent's three columns (4 meshes),
+    and one gather reads the force meshes and the position gradient of both terms of
+    :func:`pm_forces_vjp` (the force meshes' read-out weights, and the transposed solve of the painted
+    cotangent). Distributed: :func:`pm_forces_and_meshes` then :func:`pm_forces_vjp`.
+    """
+    if domain.distributed:
+        f, meshes = pm_forces_and_meshes(domain, dx, spec)
+        return f, pm_forces_vjp(domain, dx, meshes, cotangent, spec)
+    pos = domain.to_mesh_units(dx)
+    ct = cotangent.astype(pos.dtype)
+    b3 = float(domain.B**3)
+    stack = paint_stack(domain.mesh_shape, pos, ct, spec.paint, lead_weight=b3)  # density, then ct's 3 columns
+    forces = force_from_density(domain, stack[0], spec)
+    (g_mesh,) = _solve_transpose(domain, spec, pos.dtype)(stack[1:])
+    del stack
+    f, g = readout_and_grad(forces, pos, spec.paint, ct, extra=g_mesh, extra_weight=b3)
+    return f.astype(dx.dtype), (g / jnp.asarray(domain.cell_size, pos.dtype)).astype(dx.dtype)

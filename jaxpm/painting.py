@@ -35,7 +35,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["SCHEMES", "scheme_order", "paint", "readout", "paint_nodes", "readout_nodes", "readout_grad", "paint_stack"]
+__all__ = ["SCHEMES", "scheme_order", "paint", "readout", "paint_nodes", "readout_nodes", "readout_grad", "paint_stack",
+           "readout_and_grad"]
 
 SCHEMES = {"ngp": 1, "cic": 2, "tsc": 3}
 
@@ -163,9 +164,11 @@ def _node(pos, n, order: int, shape, derivative: bool = False):
     return idx, ws, dws
 
 
-def _scatter(shape, order: int, pos, w):
+def _scatter(shape, order: int, pos, w, lead=None):
     """Paint rows of ``pos`` (P, 3) with weights ``w``: a scalar or (P,) gives one mesh (M,),
-    (P, C) gives a stack (C, M). Plain JAX (reverse-differentiable by autodiff, storing per node).
+    (P, C) gives a stack (C, M); with ``lead`` (a Python number, only with a stack) the stack gets a
+    first mesh painted with that constant weight, (1 + C, M). Plain JAX (reverse-differentiable by
+    autodiff, storing per node).
 
     A stack is painted as one scatter of (P, C) rows into an interleaved (M, C) mesh per node, then
     transposed: the C atomic adds of a particle hit adjacent addresses. Measured on an H200 (512^3
@@ -178,9 +181,12 @@ def _scatter(shape, order: int, pos, w):
     def body(n, flat):
         idx, ws, _ = _node(pos, n, order, shape)
         wn = ws[0] * ws[1] * ws[2]
-        return flat.at[idx].add(w * (wn[:, None] if stacked else wn), mode="promise_in_bounds")
+        upd = w * (wn[:, None] if stacked else wn)
+        if lead is not None:  # formed per node, inside the update's fusion: no (P, 1 + C) array
+            upd = jnp.concatenate([(lead * wn)[:, None], upd], axis=1)
+        return flat.at[idx].add(upd, mode="promise_in_bounds")
 
-    init = jnp.zeros((size, w.shape[1]) if stacked else size, pos.dtype)
+    init = jnp.zeros((size, w.shape[1] + (lead is not None)) if stacked else size, pos.dtype)
     flat = jax.lax.fori_loop(0, order**3, body, init)
     return flat.T if stacked else flat
 
@@ -194,12 +200,15 @@ def _axis_nodes(x, order: int, n: int):
     return [(jnp.mod(i0 + k, n), a + d * (b + c * d), b + 2.0 * c * d) for k, (a, b, c) in enumerate(coef)]
 
 
-def _gather(flat, shape, order: int, pos, value: bool = True, grad_ct=None, grad_init=None):
+def _gather(flat, shape, order: int, pos, value: bool = True, grad_ct=None, grad_init=None, extra=None,
+            extra_ct=None):
     """Read a flat mesh (M,) or stack (C, M) at rows of ``pos`` (P, 3).
 
     Returns ``(values, grad)``: values (P,) or (P, C) if ``value`` (else None), and if ``grad_ct`` is
     given (a scalar, (P,) or for a stack (P, C)) the gradient w.r.t. ``pos`` of
-    ``sum(grad_ct * values)``, shape (P, 3), added to ``grad_init`` if given (else None).
+    ``sum(grad_ct * values)``, shape (P, 3), added to ``grad_init`` if given (else None). An ``extra``
+    flat mesh (M,) adds the gradient of ``extra_ct * sum(read-out of extra)`` in the same pass (its
+    values are not returned).
 
     Unlike painting, gathers need no loop: written as one sum over the unrolled nodes, XLA fuses the
     index arithmetic, the gathers and the sum into one pass over the particles, with no particle-sized
@@ -220,6 +229,8 @@ def _gather(flat, shape, order: int, pos, value: bool = True, grad_ct=None, grad
         if want_grad:
             sm = m * grad_ct
             sm = jnp.sum(sm, axis=-1) if stacked else sm
+            if extra is not None:
+                sm = sm + extra_ct * extra[idx]
             gx = gx + sm * dx * wy * wz
             gy = gy + sm * wx * dy * wz
             gz = gz + sm * wx * wy * dz
@@ -323,11 +334,34 @@ def readout_grad(mesh: jax.Array, pos: jax.Array, scheme: str = "cic", cotangent
     return _gather(flat, shape, order, p, value=False, grad_ct=ct, grad_init=init)[1].reshape(pos.shape)
 
 
-def paint_stack(shape: tuple[int, int, int], pos: jax.Array, weights: jax.Array, scheme: str = "cic") -> jax.Array:
+def paint_stack(shape: tuple[int, int, int], pos: jax.Array, weights: jax.Array, scheme: str = "cic",
+                lead_weight: float | None = None) -> jax.Array:
     """Paint the C weight columns of ``weights`` (particles + (C,)) at ``pos`` as C meshes, shape
     (C,) + ``shape``, in one loop over the stencil nodes (each node's indices computed once for all
-    C). Same as stacking C :func:`paint_nodes`; plain JAX (autodiff stores per node, for second order)."""
+    C). Same as stacking C :func:`paint_nodes`; plain JAX (autodiff stores per node, for second order).
+
+    ``lead_weight`` (a number): also paint every particle with that constant weight as a first mesh,
+    shape (1 + C,) + ``shape`` (a density and C weight columns in one scatter)."""
     order = scheme_order(scheme)
     shape = tuple(int(s) for s in shape)
     w = weights.reshape(-1, weights.shape[-1])
-    return _scatter(shape, order, pos.reshape(-1, 3).astype(w.dtype), w).reshape((w.shape[1],) + shape)
+    lead = None if lead_weight is None else float(lead_weight)
+    out = _scatter(shape, order, pos.reshape(-1, 3).astype(w.dtype), w, lead)
+    return out.reshape((out.shape[0],) + shape)
+
+
+def readout_and_grad(stack: jax.Array, pos: jax.Array, scheme: str, cotangent: jax.Array, extra: jax.Array | None = None,
+                     extra_weight: float = 1.0):
+    """Values of a stack (C, X, Y, Z) at ``pos`` (mesh units), shape particles + (C,), and in the same
+    pass over the particles the gradient w.r.t. ``pos`` of ``sum(cotangent * values)`` (cotangent of
+    the values' shape) plus, for an ``extra`` mesh (X, Y, Z), of ``extra_weight`` times the sum of its
+    read-out at ``pos``. Shape ``pos.shape``. (The PM force and its VJP read this way:
+    :func:`jaxpm.forces.pm_forces_and_vjp`.)"""
+    order = scheme_order(scheme)
+    shape = tuple(int(s) for s in stack.shape[-3:])
+    flat = stack.reshape(stack.shape[0], -1)
+    p = pos.reshape(-1, 3).astype(stack.dtype)
+    ct = jnp.asarray(cotangent, stack.dtype).reshape(p.shape[0], stack.shape[0])
+    ex = None if extra is None else extra.reshape(-1)
+    val, grad = _gather(flat, shape, order, p, grad_ct=ct, extra=ex, extra_ct=jnp.asarray(extra_weight, stack.dtype))
+    return val.reshape(pos.shape[:-1] + (stack.shape[0],)), grad.reshape(pos.shape)

@@ -8,7 +8,7 @@ import pytest
 from jaxpm import Cosmology, Domain, ForceSpec, density, linear_field, lpt, simulate, white_noise
 from jaxpm.cosmology import growth_table
 from jaxpm.errors import ConfigError
-from jaxpm.forces import pm_forces, pm_forces_and_meshes, pm_forces_vjp
+from jaxpm.forces import pm_forces, pm_forces_and_meshes, pm_forces_and_vjp, pm_forces_vjp
 from jaxpm.observables import power_spectrum
 from jaxpm.simulation import make_time_grid
 from jaxpm.steppers import fastpm, integrate
@@ -97,8 +97,7 @@ def _forward_then_back(d, steps):
     def back(s, xs):
         c_i, a_p = xs
         r = st.reverse_pre(s, c_i)
-        f, _ = st.force_meshes(r.dx)
-        return st.reverse_post(r, f, c_i, a_p), None
+        return st.reverse_post(r, pm_forces(d, r.dx, ForceSpec()), c_i, a_p), None
 
     s_back, _ = jax.lax.scan(back, s1, (coeffs, a_prev), reverse=True)
     disp = float(jnp.sqrt(jnp.mean((s1.dx - s0.dx) ** 2)))
@@ -167,6 +166,10 @@ def test_hand_written_force_vjp_equals_autodiff():
         f2, meshes = pm_forces_and_meshes(d, dx, spec)
         np.testing.assert_allclose(f, f2, rtol=1e-12, atol=1e-12)  # GPU scatter-adds are not bitwise reproducible
         np.testing.assert_allclose(pm_forces_vjp(d, dx, meshes, ct, spec), vjp(ct)[0], rtol=1e-12, atol=1e-12)
+        # the fused force + VJP of the KDK adjoint (one scatter, one gather)
+        f3, g3 = pm_forces_and_vjp(d, dx, ct, spec)
+        np.testing.assert_allclose(f3, f, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(g3, vjp(ct)[0], rtol=1e-12, atol=1e-12)
 
 
 def test_unknown_autodiff_is_rejected():

@@ -82,7 +82,7 @@ def test_position_gradient_matches_finite_differences():
 
 # --- node-looped kernels (paint_nodes, readout_nodes, readout_grad, paint_stack) against the reference
 
-from jaxpm.painting import paint_nodes, paint_stack, readout_grad, readout_nodes  # noqa: E402
+from jaxpm.painting import paint_nodes, paint_stack, readout_and_grad, readout_grad, readout_nodes  # noqa: E402
 
 SCHEMES = ["ngp", "cic", "tsc"]
 
@@ -110,6 +110,9 @@ def test_node_kernels_match_the_reference(scheme, dtype):
         _close(r, readout(mesh, pos, scheme), dtype)
     cts = jnp.asarray(rng.normal(size=pos.shape), dtype)
     _close(paint_stack(SHAPE, pos, cts, scheme), jnp.stack([paint(SHAPE, pos, cts[..., i], scheme) for i in range(3)]), dtype)
+    # with a constant-weight density painted first in the same scatter
+    _close(paint_stack(SHAPE, pos, cts, scheme, lead_weight=2.5),
+           jnp.stack([paint(SHAPE, pos, 2.5, scheme)] + [paint(SHAPE, pos, cts[..., i], scheme) for i in range(3)]), dtype)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, pytest.param(jnp.float32, marks=pytest.mark.slow)])  # ~6 s each
@@ -137,6 +140,10 @@ def test_node_kernel_gradients_match_the_reference(scheme, dtype):
     _close(readout_grad(ms, pos, scheme, ct), jax.grad(lambda p: jnp.sum(readout(ms, p, scheme) * ct))(pos), dtype)
     _close(readout_grad(m, pos, scheme), jax.grad(lambda p: jnp.sum(readout(m, p, scheme)))(pos), dtype)
     _close(readout_grad(m, pos, scheme, 2.0, add_to=ct), ct + 2.0 * jax.grad(lambda p: jnp.sum(readout(m, p, scheme)))(pos), dtype)
+    # values of a stack and, in the same pass, the position gradient of its weighted read-out plus an extra mesh's
+    val, grad = readout_and_grad(ms, pos, scheme, ct, extra=m, extra_weight=2.0)
+    _close(val, readout(ms, pos, scheme), dtype)
+    _close(grad, jax.grad(lambda p: jnp.sum(readout(ms, p, scheme) * ct) + 2.0 * jnp.sum(readout(m, p, scheme)))(pos), dtype)
     # under jit and vmap too
     vm = jax.jit(jax.vmap(lambda p: readout_nodes(m, p, scheme)))(pos.reshape(3, 100, 3))
     _close(vm.reshape(-1), readout(m, pos, scheme), dtype)

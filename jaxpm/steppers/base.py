@@ -49,7 +49,9 @@ class Stepper(NamedTuple):
     step the same way (``state = reverse_post(r, force(r.dx), c, a_prev)``, ``r = reverse_pre(next, c)``).
     The reverse-time adjoint (:mod:`jaxpm.steppers.adjoint`) needs only these pieces, and
     ``force_in_state``: True when a step's force is evaluated at its end positions and kept in the
-    state (KDK), False when it is evaluated at mid-step positions (DKD, BullFrog).
+    state (KDK), False when it is evaluated at mid-step positions (DKD, BullFrog). A KDK adjoint uses
+    ``force_and_vjp(dx, ct) -> (force, ct_dx)``; a DKD one ``force_meshes(dx) -> (force, meshes)`` and
+    ``force_vjp(dx, meshes, ct) -> ct_dx``.
     """
 
     name: str
@@ -63,6 +65,7 @@ class Stepper(NamedTuple):
     reverse_pre: Callable | None = None
     reverse_post: Callable | None = None
     force_in_state: bool = True
+    force_and_vjp: Callable | None = None
 
 
 def integrate(stepper: Stepper, state: PMState, a_grid, progress: Callable | None = None, step_offset: int = 0,
@@ -78,8 +81,8 @@ def integrate(stepper: Stepper, state: PMState, a_grid, progress: Callable | Non
       between steps (~36 B per particle per step in float32) and recomputes one step's internals in
       the backward pass. Memory grows with the number of steps; gradients are exact autodiff.
     * "adjoint": the reverse-time adjoint (:mod:`jaxpm.steppers.adjoint`); memory independent of
-      the number of steps, about 4 forward runs of time (measured on an H200); exact up to the
-      rounding of running the steps backwards.
+      the number of steps, ~3.3x a forward run's time and ~1.8x its memory (512^3 on an H200); exact
+      up to the rounding of running the steps backwards.
     * "store": plain autodiff through the scan; keeps every step's internals (~300 B per particle
       per step): fastest backward pass, most memory.
     """

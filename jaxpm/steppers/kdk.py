@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from ..cosmology import Cosmology, E, GrowthTable, growth_table
 from ..domain import Domain
-from ..forces import ForceSpec, pm_forces, pm_forces_and_meshes, pm_forces_vjp
+from ..forces import ForceSpec, pm_forces, pm_forces_and_vjp
 from .base import PMState, Stepper
 
 __all__ = ["fastpm", "leapfrog"]
@@ -78,8 +78,7 @@ def _kdk(name, domain: Domain, force_spec: ForceSpec, factors):
         return post(mid, force(mid.dx), c)
 
     return Stepper(name=name, init=init, coefficients=coefficients, step=step,
-                   force_meshes=lambda dx: pm_forces_and_meshes(domain, dx, force_spec),
-                   force_vjp=lambda dx, meshes, ct: pm_forces_vjp(domain, dx, meshes, ct, force_spec),
+                   force_and_vjp=lambda dx, ct: pm_forces_and_vjp(domain, dx, ct, force_spec),
                    pre=pre, post=post, reverse_pre=reverse_pre, reverse_post=reverse_post)
 
 
