@@ -56,7 +56,7 @@ class RunSpec:
     calibration_steps: int = 64       # transitions per calibration round (samplers with ``calibrate``)
     calibration_rounds: int = 24      # at most; ends after 3 consecutive rounds in band (chains continue: warm-up)
     mass_windows: int = 0             # refreshes of the free scalars' inverse mass from pooled draws (see _scalar_mass)
-    mass_window_steps: int = 256      # transitions per chain in each refresh window
+    mass_window_steps: int = 256      # transitions per chain in each refresh window (rounded up to calibration rounds)
     opts: tuple = ()                  # sampler options as (key, value) pairs (hashable)
 
     @property
@@ -286,6 +286,31 @@ class Runner:
         self.timings["sampling_wall_s"] = time.perf_counter() - t_start
         return self.collect()
 
+    def _rounds_fn(self, states, params):
+        """The compiled round of ``calibration_steps`` transitions of every chain with shared parameters,
+        returning the states, the mean squared energy error, the gradients, and the mean and mean square
+        of the free scalars over the round. Compiled once per run: calibration rounds and scalar-mass
+        windows (several rounds each) share it (at 64^3 each compilation of such a scan costs ~50 s on an
+        H200; four of them made the warm-up's compilation 330 s, measured 2026-12-02)."""
+        if getattr(self, "_rounds_compiled", None) is None:
+            sp, ns = self.spec, len(self.model.free_names(self.fixed))
+
+            def rounds(key, state, params, obs):
+                step = self._sampler_for(obs, self.fixed).step
+
+                def body(st, k):
+                    st, info = step(k, st, params)
+                    x = self.sampler.position(st)[:ns]
+                    return st, (info.energy_sq, info.n_grads, x, x * x)
+
+                state, (esq, ng, x1, x2) = jax.lax.scan(body, state, jax.random.split(key, sp.calibration_steps))
+                return state, jnp.mean(esq), jnp.sum(ng), jnp.mean(x1, 0), jnp.mean(x2, 0)
+
+            keys = jax.random.split(self.k_warm, sp.chains)
+            self._rounds_compiled = jax.jit(jax.vmap(rounds, in_axes=(0, 0, None, None))).lower(
+                keys, states, params, self.obs).compile()
+        return self._rounds_compiled
+
     def _calibrate(self, states, params, salt: int = 0):
         """Rounds of ``calibration_steps`` transitions with the shared parameters; after each, the
         sampler's ``calibrate`` corrects them from the quantity measured over all chains (see
@@ -298,30 +323,30 @@ class Runner:
         cal, sp = self.sampler.calibrate, self.spec
         if cal is None or sp.calibration_steps < 1:
             return states, params
-
-        def rounds(key, state, params, obs):
-            step = self._sampler_for(obs, self.fixed).step
-            keys = jax.random.split(key, sp.calibration_steps)
-            state, infos = jax.lax.scan(lambda st, k: step(k, st, params), state, keys)
-            return state, jnp.mean(infos.energy_sq), jnp.sum(infos.n_grads)
-
         t0 = time.perf_counter()
-        keys = jax.random.split(jax.random.fold_in(self.k_warm, 1 + salt), sp.chains)
-        fn = jax.jit(jax.vmap(rounds, in_axes=(0, 0, None, None))).lower(keys, states, params, self.obs).compile()
+        fn = self._rounds_fn(states, params)
         t1 = time.perf_counter()
         in_band = 0
         for r in range(sp.calibration_rounds):
             keys = jax.random.split(jax.random.fold_in(self.k_warm, 1 + salt + r), sp.chains)
-            states, esq, ng = fn(keys, states, params, self.obs)
+            before = states
+            states, esq, ng, _, _ = fn(keys, states, params, self.obs)
             measured = float(np.mean(np.asarray(esq))) / self.dim
             self.timings["warmup_grads"] += float(np.sum(np.asarray(ng)))
             new, ok = cal(params, measured)
             in_band = in_band + 1 if ok else 0
+            # a round whose step size had to be cut is undone: an unadjusted sampler's chains are thrown
+            # off by too large a step (seen after the scalar-mass windows raised entries 300x at 16^3)
+            cut = not ok and float(new["step_size"]) < float(params["step_size"])
+            if cut:
+                states = before
             self.log(f"calibration {r + 1}/{sp.calibration_rounds}: measured {measured:.3g} at step size "
-                     f"{float(params['step_size']):.4g}" + (" (in band, or below it at the cap)" if ok else f" -> {float(new['step_size']):.4g}"))
+                     f"{float(params['step_size']):.4g}" + (" (in band, or below it at the cap)" if ok else
+                                                             f" -> {float(new['step_size']):.4g}" + (" (round undone)" if cut else "")))
             if in_band >= 3:
                 break
-            params = new
+            if r + 1 < sp.calibration_rounds or cut:  # a last increase is untested: keep what was measured
+                params = new
         if in_band < 3:
             self._alarm(-1, -1, f"calibration did not stay in the target band for 3 rounds in {sp.calibration_rounds} "
                                 f"(last measured {measured:.3g}); sampling with step size {float(params['step_size']):.4g}")
@@ -346,34 +371,27 @@ class Runner:
         sp = self.spec
         ns = len(self.model.free_names(self.fixed))
         inv = params.get("inverse_mass_matrix") if isinstance(params, dict) else None
-        if sp.mass_windows < 1 or not ns or getattr(inv, "ndim", 0) != 1 or self.sampler.calibrate is None:
+        if (sp.mass_windows < 1 or not ns or getattr(inv, "ndim", 0) != 1 or self.sampler.calibrate is None
+                or sp.calibration_steps < 1):
             return states, params  # adjusted samplers: their own adaptation sets mass and step together
 
-        def window(key, state, params, obs):
-            step = self._sampler_for(obs, self.fixed).step
-
-            def body(st, k):
-                st, info = step(k, st, params)
-                x = self.sampler.position(st)[:ns]
-                return st, (x, x * x, info.n_grads)
-
-            state, (x1, x2, ng) = jax.lax.scan(body, state, jax.random.split(key, sp.mass_window_steps))
-            return state, jnp.mean(x1, 0), jnp.mean(x2, 0), jnp.sum(ng)
-
         t0 = time.perf_counter()
-        keys = jax.random.split(jax.random.fold_in(self.k_warm, 5000), sp.chains)
-        fn = jax.jit(jax.vmap(window, in_axes=(0, 0, None, None))).lower(keys, states, params, self.obs).compile()
+        fn = self._rounds_fn(states, params)
         self.timings["warmup_compile_s"] += time.perf_counter() - t0
+        n_rounds = -(-sp.mass_window_steps // sp.calibration_steps)  # a window is whole calibration rounds
         for w in range(sp.mass_windows):
             t1 = time.perf_counter()
-            keys = jax.random.split(jax.random.fold_in(self.k_warm, 5000 + w), sp.chains)
-            states, m1, m2, ng = fn(keys, states, params, self.obs)
+            m1 = m2 = 0.0
+            for r in range(n_rounds):
+                keys = jax.random.split(jax.random.fold_in(self.k_warm, 5000 + 100 * w + r), sp.chains)
+                states, _, ng, x1, x2 = fn(keys, states, params, self.obs)
+                m1, m2 = m1 + np.asarray(x1) / n_rounds, m2 + np.asarray(x2) / n_rounds
+                self.timings["warmup_grads"] += float(np.sum(np.asarray(ng)))
             old = np.asarray(params["inverse_mass_matrix"][:ns])
-            var = pooled_variance(np.asarray(m1), np.asarray(m2))
+            var = pooled_variance(m1, m2)
             var = np.where(var > 0, var, old)  # a scalar that did not move keeps its entry
             params = dict(params)
             params["inverse_mass_matrix"] = params["inverse_mass_matrix"].at[:ns].set(jnp.asarray(var, params["inverse_mass_matrix"].dtype))
-            self.timings["warmup_grads"] += float(np.sum(np.asarray(ng)))
             self.timings["warmup_s"] += time.perf_counter() - t1
             self.log(f"scalar mass window {w + 1}/{sp.mass_windows}: pooled variance / previous inverse mass "
                      + " ".join(f"{r:.3g}" for r in var / old))
