@@ -68,7 +68,7 @@ def main(argv=None):
     p.add_argument("--precond", default="kaiser_dyn")
     p.add_argument("--target-eevpd", type=float, default=1e-6)
     p.add_argument("--pilot-evals-per-ess", type=float, default=None)
-    p.add_argument("--mass-windows", type=int, default=0,
+    p.add_argument("--mass-windows", type=int, default=2,
                    help="MCLMC: refreshes of the scalars' inverse mass from draws pooled over chains (0: blackjax's)")
     p.add_argument("--mass-window-steps", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
@@ -148,9 +148,20 @@ def main(argv=None):
             ms_grad = _gradient_ms(runner, model, args.chains)
             print(f"[{name}] one gradient of the log-density, {args.chains} chains vmapped: {ms_grad:.2f} ms", flush=True)
             res = runner.run(stop_when=stop_when, time_budget_s=args.budget)
-            summary = write_outputs(Path(tmp), cfg, model, res, cfg.truth, np.asarray(mock["init_mesh"]),
-                                    log=lambda s: None)
+            try:
+                summary = write_outputs(Path(tmp), cfg, model, res, cfg.truth, np.asarray(mock["init_mesh"]),
+                                        log=lambda s: None)
+            except ValueError as err:  # e.g. a deadline inside the burn-in: no draws to summarise
+                summary, error = None, str(err)
         t = res["timings"]
+        seconds = {"mock": t_mock, "warmup_compile": t.get("warmup_compile_s"), "chunk_compile": t.get("chunk_compile_s"),
+                   "warmup": t.get("warmup_s"), "sampling": t.get("sampling_s")}
+        if summary is None:  # the record of what was spent still goes into the JSON
+            results["samplers"][name] = {"error": error, "draws_per_chain": int(res["draws"]["scalars"].shape[1]),
+                                         "burn_in_draws": burn, "seconds": seconds, "n_grads_warmup": t.get("warmup_grads")}
+            print(f"[{name}] no summary: {error}", flush=True)
+            save_json(out_file, results)
+            continue
         s = summary["summary"]
         vox = res["draws"]["voxels"]  # (chains, draws, n_voxels): which tracked voxels limit the field group
         voxels = {"index": [int(i) for i in res["voxel_index"]], "ess": [ess(vox[..., i]) for i in range(vox.shape[-1])],
@@ -169,9 +180,7 @@ def main(argv=None):
             "ms_per_gradient_all_chains": ms_grad, "calibration_rounds": t.get("calibration_rounds"),
             "n_grads_sampling": s["n_grads"], "n_grads_warmup": t.get("warmup_grads"),
             "n_grads_burn_in": summary["n_grads_burn_in"],
-            "seconds": {"mock": t_mock, "warmup_compile": t.get("warmup_compile_s"),
-                        "chunk_compile": t.get("chunk_compile_s"), "warmup": t.get("warmup_s"),
-                        "sampling": t.get("sampling_s")},
+            "seconds": seconds,
             "time_to_target_s": reached.get("time_s"), "draws_at_target": reached.get("draws"),
             "time_to_target_note": "warm-up + burn-in + sampling until ESS(sigma8) >= --ess-target, compilation excluded",
             "eevpd_mean": summary["eevpd_mean"], "acceptance_mean": summary["acceptance_mean"],

@@ -84,7 +84,8 @@ class InferConfig:
     calibration_steps: int = 64       # MCLMC: transitions per step-size calibration round (0: none)
     calibration_rounds: int = 24      # at most; stops after 3 consecutive rounds in band
     calibration_max_increase: float = 2.0  # MCLMC: calibrated step size at most this times the tuned one
-    mass_windows: int = 0             # MCLMC: refreshes of the scalars' inverse mass from pooled draws, each recalibrated
+    mass_windows: int = 2             # MCLMC: refreshes of the scalars' inverse mass from pooled draws, each recalibrated
+                                      # (64^3 on an H200: 1.7x fewer gradients per effective cosmo/bias sample; 0: off)
     mass_window_steps: int = 256      # transitions per chain in each of those windows
 
     # -- construction ----------------------------------------------------------------------------

@@ -142,8 +142,9 @@ def _compiled_bytes(fn, x):
 
 def test_adjoint_gradient_memory_against_the_forward_run():
     # benchmarks/bench_adjoint.py's problem at 32^3 (float32, 5 FastPM steps), XLA's compiled memory:
-    # the adjoint gradient measured 2.39x the forward run (3.46x before the node-looped painting,
-    # 2026-11-23, jax 0.10.2 CPU; the same ratios at 64^3 and 128^3). Issue target: <= 2x.
+    # the adjoint gradient measured 1.55x the forward run on the CPU (jax 0.10.2, 2026-12-02, force and
+    # force VJP fused; 2.39x before, 3.46x before the node-looped painting; 128^3: 1.54x). Issue target:
+    # <= 2x (the H200 at 512^3: 1.83x).
     jax.config.update("jax_enable_x64", False)
     try:
         d = Domain.create(32, 32.0, dtype="float32")
@@ -153,7 +154,7 @@ def test_adjoint_gradient_memory_against_the_forward_run():
         ratio = _compiled_bytes(jax.grad(lambda z: jnp.mean(fwd(z) ** 2)), noise) / _compiled_bytes(fwd, noise)
     finally:
         jax.config.update("jax_enable_x64", True)
-    assert ratio < 2.7, ratio
+    assert ratio < 1.8, ratio
 
 
 def test_hand_written_force_vjp_equals_autodiff():

@@ -45,9 +45,10 @@ def run(N, steps, mode="adjoint", reps=0):
 
 
 def pieces(N):
-    """Compiled memory of one force, force + meshes and the force VJP at N^3 (float32, B = 1)."""
+    """Compiled memory of one force, force + meshes, the force VJP and the fused force + VJP (the KDK
+    adjoint's step) at N^3 (float32, B = 1)."""
     from jaxpm import Domain
-    from jaxpm.forces import ForceSpec, pm_forces, pm_forces_and_meshes, pm_forces_vjp
+    from jaxpm.forces import ForceSpec, pm_forces, pm_forces_and_meshes, pm_forces_and_vjp, pm_forces_vjp
 
     d, spec = Domain.create(N, float(N)), ForceSpec()
     x = jax.ShapeDtypeStruct(d.particles + (3,), d.real_dtype)
@@ -55,6 +56,7 @@ def pieces(N):
     fns = {"pm_forces": (lambda dx: pm_forces(d, dx, spec), (x,)),
            "pm_forces_and_meshes": (lambda dx: pm_forces_and_meshes(d, dx, spec), (x,)),
            "pm_forces_vjp": (lambda dx, f, ct: pm_forces_vjp(d, dx, f, ct, spec), (x, m, x)),
+           "pm_forces_and_vjp": (lambda dx, ct: pm_forces_and_vjp(d, dx, ct, spec), (x, x)),
            "jax.vjp(pm_forces)": (lambda dx, ct: jax.vjp(lambda y: pm_forces(d, y, spec), dx)[1](ct)[0], (x, x))}
     return {k: _parts(jax.jit(f).lower(*a).compile()) for k, (f, a) in fns.items()}
 
