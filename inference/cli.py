@@ -131,6 +131,10 @@ def _sample(args) -> int:
     for n, row in summary["summary"]["parameters"].items():
         t = f"  truth {row['truth']:.4f}" if "truth" in row else ""
         log(f"{n:8s} {row['mean']:.4f} +- {row['std']:.4f}  ESS {row['ess']:7.1f}  R-hat {row['rhat']:.3f}{t}")
+    conv = summary["convergence"]
+    if not conv["converged"]:
+        log("NOT CONVERGED: " + "; ".join(conv["problems"]) + ". These are not posterior estimates yet: "
+            "run again with more `samples` (and `warmup`), e.g. --samples 1024 --warmup 1024.")
     log(f"outputs in {out}")
     return 0
 

@@ -15,7 +15,10 @@ import warnings
 
 import numpy as np
 
-__all__ = ["ess", "group_ess", "rhat", "summarise", "to_inference_data"]
+__all__ = ["ess", "group_ess", "rhat", "summarise", "convergence", "to_inference_data"]
+
+RHAT_MAX = 1.01   # Vehtari et al. 2021 recommend R-hat < 1.01 (rank-normalised, as here)
+ESS_MIN = 100.0   # effective samples per group before means and intervals are trusted
 
 
 def ess(x) -> float:
@@ -91,6 +94,20 @@ def summarise(scalars: dict, voxels, n_grads_total: float, groups: dict, truth: 
                                   "evals_per_ess": n_grads_total / e if e > 0 else float("nan")}
     out["n_grads"] = float(n_grads_total)
     return out
+
+
+def convergence(summary: dict, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) -> dict:
+    """Whether every group of a :func:`summarise` result has R-hat below ``rhat_max`` and ESS of at
+    least ``ess_min``; ``{"converged": bool, "problems": [one line per failing group]}`` (a NaN R-hat
+    or ESS, e.g. from too few draws, is a problem too)."""
+    problems = []
+    for g, row in summary["groups"].items():
+        r, e = row["rhat_max"], row["ess"]
+        if not r < rhat_max:
+            problems.append(f"{g}: R-hat {r:.3f} (want < {rhat_max})")
+        if not e >= ess_min:
+            problems.append(f"{g}: ESS {e:.1f} (want >= {ess_min:g})")
+    return {"converged": not problems, "problems": problems, "rhat_max": rhat_max, "ess_min": ess_min}
 
 
 def to_inference_data(scalars: dict, voxels, stats: dict, voxel_index):

@@ -81,6 +81,7 @@ def write_outputs(out, cfg, model, result: dict, truth: dict | None, true_field=
         "n_grads_burn_in": float(np.sum(result["burn_in_draws"]["n_grads"])) if "burn_in_draws" in result else 0.0,
         "eevpd_mean": float(np.mean(d["energy_sq"]) / dim) if cfg.sampler == "mclmc" else None,
         "acceptance_mean": float(np.mean(d["acceptance"])), "divergent": int(np.sum(d["divergent"])),
+        "convergence": diagnostics.convergence(summ),
         "alarms": result["alarms"], "timings": result["timings"], "versions": versions(), "device": device_info(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -239,6 +239,21 @@ def test_summary_of_a_run_ended_in_its_burn_in_is_a_clear_error():
     assert out["parameters"]["sigma8"]["std"] == pytest.approx(1.0, rel=0.2)
 
 
+def test_convergence_verdict_flags_stuck_chains_and_short_runs():
+    """Independent draws from one distribution pass; chains sitting at different values (what an
+    unconverged run looks like) fail on R-hat, and a short run fails on ESS, each named by group."""
+    from inference.diagnostics import convergence, summarise
+
+    rng = np.random.default_rng(5)
+    ok = summarise({"sigma8": rng.normal(size=(4, 500))}, rng.normal(size=(4, 500, 2)), 1e4, {"cosmo": ["sigma8"]})
+    assert convergence(ok)["converged"], convergence(ok)
+    stuck = rng.normal(size=(4, 500)) + np.arange(4)[:, None]
+    bad = convergence(summarise({"sigma8": stuck}, rng.normal(size=(4, 500, 2)), 1e4, {"cosmo": ["sigma8"]}))
+    assert not bad["converged"] and any(p.startswith("cosmo: R-hat") for p in bad["problems"]), bad
+    short = convergence(summarise({"sigma8": rng.normal(size=(4, 10))}, rng.normal(size=(4, 10, 2)), 1e4, {"cosmo": ["sigma8"]}))
+    assert not short["converged"] and any("ESS" in p for p in short["problems"]), short
+
+
 def test_pooled_variance_counts_the_spread_between_chains():
     from inference.runner import pooled_variance
 
