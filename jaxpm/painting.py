@@ -164,31 +164,34 @@ def _node(pos, n, order: int, shape, derivative: bool = False):
     return idx, ws, dws
 
 
-def _scatter(shape, order: int, pos, w, lead=None):
+def _scatter(shape, order: int, pos, w, lead=None, channels_last: bool = False):
     """Paint rows of ``pos`` (P, 3) with weights ``w``: a scalar or (P,) gives one mesh (M,),
-    (P, C) gives a stack (C, M); with ``lead`` (a Python number, only with a stack) the stack gets a
-    first mesh painted with that constant weight, (1 + C, M). Plain JAX (reverse-differentiable by
-    autodiff, storing per node).
+    (P, C) gives a stack (C, M) (or (M, C) if ``channels_last``); with ``lead`` (a Python number, only
+    with a stack) the stack gets a first mesh painted with that constant weight, 1 + C meshes. Plain
+    JAX (reverse-differentiable by autodiff, storing per node).
 
-    A stack is painted as one scatter of (P, C) rows into an interleaved (M, C) mesh per node, then
-    transposed: the C atomic adds of a particle hit adjacent addresses. Measured on an H200 (512^3
-    particles in Lagrangian order, C = 3, CIC; benchmarks/tools/paint_kernels.py): 30.0 ms against
-    48.5 ms for C separate (M,) meshes, and 6.0 against 6.5 GiB.
+    A stack is painted as one scatter of (P, C) rows into an interleaved (M, C) mesh per node (then
+    transposed unless ``channels_last``): the C atomic adds of a particle hit adjacent addresses.
+    Measured on an H200 (512^3 particles in Lagrangian order, C = 3, CIC;
+    benchmarks/tools/paint_kernels.py): 30.0 ms against 48.5 ms for C separate (M,) meshes, and 6.0
+    against 6.5 GiB. The weight columns (with the lead column) are one (P, 1 + C) array formed before
+    the node loop, so that each node's stencil weight has a single use, the update, and XLA computes it
+    inside the scatter: with the lead column concatenated per node (until 2026-12-05) XLA wrote each
+    node's weights out first (H100, 512^3: 0.9 ms a node, 7 ms a backward step of the adjoint).
     """
     size = math.prod(shape)
     stacked = jnp.ndim(w) == 2
+    if lead is not None:
+        w = jnp.concatenate([jnp.full((w.shape[0], 1), lead, w.dtype), w], axis=1)
 
     def body(n, flat):
         idx, ws, _ = _node(pos, n, order, shape)
         wn = ws[0] * ws[1] * ws[2]
-        upd = w * (wn[:, None] if stacked else wn)
-        if lead is not None:  # formed per node, inside the update's fusion: no (P, 1 + C) array
-            upd = jnp.concatenate([(lead * wn)[:, None], upd], axis=1)
-        return flat.at[idx].add(upd, mode="promise_in_bounds")
+        return flat.at[idx].add(w * (wn[:, None] if stacked else wn), mode="promise_in_bounds")
 
-    init = jnp.zeros((size, w.shape[1] + (lead is not None)) if stacked else size, pos.dtype)
+    init = jnp.zeros((size, w.shape[1]) if stacked else size, pos.dtype)
     flat = jax.lax.fori_loop(0, order**3, body, init)
-    return flat.T if stacked else flat
+    return flat.T if stacked and not channels_last else flat
 
 
 def _axis_nodes(x, order: int, n: int):
@@ -335,19 +338,20 @@ def readout_grad(mesh: jax.Array, pos: jax.Array, scheme: str = "cic", cotangent
 
 
 def paint_stack(shape: tuple[int, int, int], pos: jax.Array, weights: jax.Array, scheme: str = "cic",
-                lead_weight: float | None = None) -> jax.Array:
+                lead_weight: float | None = None, channels_last: bool = False) -> jax.Array:
     """Paint the C weight columns of ``weights`` (particles + (C,)) at ``pos`` as C meshes, shape
     (C,) + ``shape``, in one loop over the stencil nodes (each node's indices computed once for all
     C). Same as stacking C :func:`paint_nodes`; plain JAX (autodiff stores per node, for second order).
 
     ``lead_weight`` (a number): also paint every particle with that constant weight as a first mesh,
-    shape (1 + C,) + ``shape`` (a density and C weight columns in one scatter)."""
+    shape (1 + C,) + ``shape`` (a density and C weight columns in one scatter). ``channels_last``:
+    return the painted layout itself, ``shape`` + (C,), with no transpose."""
     order = scheme_order(scheme)
     shape = tuple(int(s) for s in shape)
     w = weights.reshape(-1, weights.shape[-1])
     lead = None if lead_weight is None else float(lead_weight)
-    out = _scatter(shape, order, pos.reshape(-1, 3).astype(w.dtype), w, lead)
-    return out.reshape((out.shape[0],) + shape)
+    out = _scatter(shape, order, pos.reshape(-1, 3).astype(w.dtype), w, lead, channels_last)
+    return out.reshape(shape + (out.shape[1],)) if channels_last else out.reshape((out.shape[0],) + shape)
 
 
 def readout_and_grad(stack: jax.Array, pos: jax.Array, scheme: str, cotangent: jax.Array, extra: jax.Array | None = None,
