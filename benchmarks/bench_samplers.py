@@ -71,6 +71,8 @@ def main(argv=None):
     p.add_argument("--mass-windows", type=int, default=2,
                    help="MCLMC: refreshes of the scalars' inverse mass from draws pooled over chains (0: blackjax's)")
     p.add_argument("--mass-window-steps", type=int, default=256)
+    p.add_argument("--dense-scalars", action="store_true",
+                   help="MCLMC: the mass windows also set the scalars' correlations (a dense scalar block)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--keep", default=None,
@@ -118,7 +120,7 @@ def main(argv=None):
             precond=args.precond, sampler=name, chains=args.chains, warmup=warm, field_warmup=field_warm, thinning=thin,
             chunk=args.chunk, samples=n_chunks * args.chunk, burn_in=burn, seed=args.seed, target_eevpd=args.target_eevpd,
             pilot_evals_per_ess=args.pilot_evals_per_ess, mass_windows=args.mass_windows,
-            mass_window_steps=args.mass_window_steps)).validate()
+            mass_window_steps=args.mass_window_steps, dense_scalars=args.dense_scalars)).validate()
         model = cfg.model()
         t0 = time.perf_counter()
         mock = model.mock({k: float(v) for k, v in cfg.truth.items()}, cfg.seed)
@@ -176,7 +178,8 @@ def main(argv=None):
             "parameters": s["parameters"], "field_voxels": voxels,
             "tuned": {k: (float(v) if np.ndim(v) == 0 else np.asarray(v)[:len(model.free_names())].tolist())
                       for k, v in runner.params.items() if np.ndim(v) == 0 or (k == "inverse_mass_matrix" and np.ndim(v) == 1)}
-            if isinstance(runner.params, dict) else None,  # the scalars' inverse-mass entries only
+            | {k: np.asarray(v).tolist() for k, v in runner.params.items() if k.startswith("scalar_")}
+            if isinstance(runner.params, dict) else None,  # the scalars' inverse-mass entries (and correlation) only
             "ms_per_gradient_all_chains": ms_grad, "calibration_rounds": t.get("calibration_rounds"),
             "n_grads_sampling": s["n_grads"], "n_grads_warmup": t.get("warmup_grads"),
             "n_grads_burn_in": summary["n_grads_burn_in"],

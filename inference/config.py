@@ -87,6 +87,7 @@ class InferConfig:
     mass_windows: int = 2             # MCLMC: refreshes of the scalars' inverse mass from pooled draws, each recalibrated
                                       # (64^3 on an H200: 1.7x fewer gradients per effective cosmo/bias sample; 0: off)
     mass_window_steps: int = 256      # transitions per chain in each of those windows
+    dense_scalars: bool = False       # MCLMC: the windows also set the scalars' correlations (dense 6x6 block)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -185,6 +186,8 @@ class InferConfig:
             raise ConfigError("calibration_rounds", self.calibration_rounds, "a positive integer")
         if self.mass_windows < 0:
             raise ConfigError("mass_windows", self.mass_windows, "an integer >= 0 (0: blackjax's tuned mass as is)")
+        if not isinstance(self.dense_scalars, bool):
+            raise ConfigError("dense_scalars", self.dense_scalars, "true or false")
         if self.mass_window_steps < 2:
             raise ConfigError("mass_window_steps", self.mass_window_steps, "an integer >= 2")
         if self.chains < 2:
@@ -234,7 +237,7 @@ class InferConfig:
 
     def run_spec(self) -> RunSpec:
         opts = {"target_eevpd": self.target_eevpd, "max_tree_depth": self.max_tree_depth, "hmc_steps": self.hmc_steps,
-                "calibration_max_increase": float(self.calibration_max_increase)}
+                "calibration_max_increase": float(self.calibration_max_increase), "dense_scalars": self.dense_scalars}
         for name in ("pilot_evals_per_ess", "l_factor", "target_accept"):
             if getattr(self, name) is not None:
                 opts[name] = float(getattr(self, name))

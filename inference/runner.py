@@ -79,6 +79,28 @@ def pooled_variance(means, second_moments):
     return np.maximum(m2 - m1 * m1, 0.0)
 
 
+def pooled_covariance(means, outer_means):
+    """Covariance over all chains and steps from per-chain means of x (chains, n) and of x x^T
+    (chains, n, n) over equally long windows: E[x x^T] - E[x] E[x]^T of the pooled draws."""
+    m1, m2 = np.mean(means, axis=0), np.mean(outer_means, axis=0)
+    cov = m2 - np.outer(m1, m1)
+    return 0.5 * (cov + cov.T)
+
+
+SCALAR_CORR_SHRINK = 0.1  # weight of the identity in the dense scalar block's correlation (correlation_eigen)
+
+
+def correlation_eigen(cov, shrink: float = SCALAR_CORR_SHRINK):
+    """Eigenvectors and eigenvalues of the correlation matrix of ``cov``, shrunk towards the identity,
+    ``(1 - shrink) C + shrink I``: an estimate from a window shorter than the scalars' autocorrelation can
+    be nearly singular (seen at 8^3: eigenvalues 1e-3), and a direction given that little inverse mass
+    hardly moves, so the next window would measure it as small again. The shrinkage keeps every
+    eigenvalue >= ``shrink``."""
+    sd = np.sqrt(np.diag(cov))
+    lam, u = np.linalg.eigh((1.0 - shrink) * cov / np.outer(sd, sd) + shrink * np.eye(len(sd)))
+    return u, np.maximum(lam, 1e-12)
+
+
 class Runner:
     """Drives one sampler on one model and data set; see the module docstring."""
 
@@ -289,8 +311,8 @@ class Runner:
 
     def _rounds_fn(self, states, params):
         """The compiled round of ``calibration_steps`` transitions of every chain with shared parameters,
-        returning the states, the mean squared energy error, the gradients, and the mean and mean square
-        of the free scalars over the round. Compiled once per run: calibration rounds and scalar-mass
+        returning the states, the mean squared energy error, the gradients, and the mean and mean outer
+        product (ns, ns) of the free scalars over the round. Compiled once per run: calibration rounds and scalar-mass
         windows (several rounds each) share it (at 64^3 each compilation of such a scan costs ~50 s on an
         H200; four of them made the warm-up's compilation 330 s, measured 2026-12-02)."""
         if getattr(self, "_rounds_compiled", None) is None:
@@ -302,7 +324,7 @@ class Runner:
                 def body(st, k):
                     st, info = step(k, st, params)
                     x = self.sampler.position(st)[:ns]
-                    return st, (info.energy_sq, info.n_grads, x, x * x)
+                    return st, (info.energy_sq, info.n_grads, x, x[:, None] * x[None, :])
 
                 state, (esq, ng, x1, x2) = jax.lax.scan(body, state, jax.random.split(key, sp.calibration_steps))
                 return state, jnp.mean(esq), jnp.sum(ng), jnp.mean(x1, 0), jnp.mean(x2, 0)
@@ -393,13 +415,21 @@ class Runner:
                 m1, m2 = m1 + np.asarray(x1) / n_rounds, m2 + np.asarray(x2) / n_rounds
                 self.timings["warmup_grads"] += float(np.sum(np.asarray(ng)))
             old = np.asarray(params["inverse_mass_matrix"][:ns])
-            var = pooled_variance(m1, m2)
-            var = np.where(var > 0, var, old)  # a scalar that did not move keeps its entry
+            cov = pooled_covariance(m1, m2)
+            var = np.diag(cov)
+            moved = var > 0
+            var = np.where(moved, var, old)  # a scalar that did not move keeps its entry
             params = dict(params)
-            params["inverse_mass_matrix"] = params["inverse_mass_matrix"].at[:ns].set(jnp.asarray(var, params["inverse_mass_matrix"].dtype))
+            dt = params["inverse_mass_matrix"].dtype
+            params["inverse_mass_matrix"] = params["inverse_mass_matrix"].at[:ns].set(jnp.asarray(var, dt))
+            note = ""
+            if "scalar_U" in params and np.all(moved):  # dense scalar block: their correlation too
+                u, lam = correlation_eigen(cov)
+                params["scalar_U"], params["scalar_lam"] = jnp.asarray(u, dt), jnp.asarray(lam, dt)
+                note = "; correlation eigenvalues " + " ".join(f"{v:.3g}" for v in lam)
             self.timings["warmup_s"] += time.perf_counter() - t1
             self.log(f"scalar mass window {w + 1}/{sp.mass_windows}: pooled variance / previous inverse mass "
-                     + " ".join(f"{r:.3g}" for r in var / old))
+                     + " ".join(f"{r:.3g}" for r in var / old) + note)
             states, params = self._calibrate(states, params, salt=1000 * (w + 1))
         return states, params
 
