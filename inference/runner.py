@@ -72,16 +72,10 @@ def _save_npz(path, arrays: dict):
     atomic_write(path, write)
 
 
-def pooled_variance(means, second_moments):
-    """Variance over all chains and steps from per-chain means of x and x^2 over equally long windows
-    (axis 0: chains): E[x^2] - E[x]^2 of the pooled draws, so the spread between chains counts."""
-    m1, m2 = np.mean(means, axis=0), np.mean(second_moments, axis=0)
-    return np.maximum(m2 - m1 * m1, 0.0)
-
-
 def pooled_covariance(means, outer_means):
     """Covariance over all chains and steps from per-chain means of x (chains, n) and of x x^T
-    (chains, n, n) over equally long windows: E[x x^T] - E[x] E[x]^T of the pooled draws."""
+    (chains, n, n) over equally long windows: E[x x^T] - E[x] E[x]^T of the pooled draws, so the
+    spread between chains counts."""
     m1, m2 = np.mean(means, axis=0), np.mean(outer_means, axis=0)
     cov = m2 - np.outer(m1, m1)
     return 0.5 * (cov + cov.T)
@@ -383,7 +377,7 @@ class Runner:
     def _scalar_mass(self, states, params):
         """Windows of ``mass_window_steps`` transitions of every chain with the shared parameters; after
         each, the free scalars' inverse-mass entries become their variance pooled over all chains and
-        steps of the window (:func:`pooled_variance`), and the step size is calibrated again.
+        steps of the window (the diagonal of :func:`pooled_covariance`), and the step size is calibrated again.
 
         Why: blackjax's tuner sets each chain's diagonal inverse mass to the variance of its own last
         512 or so steps, about one autocorrelation time of sigma8, then the median over chains is taken.

@@ -254,14 +254,14 @@ def test_convergence_verdict_flags_stuck_chains_and_short_runs():
     assert not short["converged"] and any("ESS" in p for p in short["problems"]), short
 
 
-def test_pooled_variance_counts_the_spread_between_chains():
-    from inference.runner import pooled_variance
+def test_pooled_covariance_counts_the_spread_between_chains():
+    from inference.runner import pooled_covariance
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(4, 300, 2)) + np.array([[-2.0], [-1.0], [1.0], [2.0]])[:, :, None]  # chains apart
-    got = pooled_variance(x.mean(axis=1), (x * x).mean(axis=1))
-    np.testing.assert_allclose(got, x.reshape(-1, 2).var(axis=0), rtol=1e-12)
-    assert np.all(got > 2.0 * x.var(axis=1).mean(axis=0))  # more than the mean within-chain variance
+    got = pooled_covariance(x.mean(axis=1), np.einsum("csi,csj->cij", x, x) / x.shape[1])
+    np.testing.assert_allclose(got, np.cov(x.reshape(-1, 2).T, bias=True), rtol=1e-12)
+    assert np.all(np.diag(got) > 2.0 * x.var(axis=1).mean(axis=0))  # more than the mean within-chain variance
 
 
 def test_scalar_mass_windows_restore_a_too_small_inverse_mass(tmp_path):
