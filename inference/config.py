@@ -87,7 +87,7 @@ class InferConfig:
     mass_windows: int = 2             # MCLMC: refreshes of the scalars' inverse mass from pooled draws, each recalibrated
                                       # (64^3 on an H200: 1.7x fewer gradients per effective cosmo/bias sample; 0: off)
     mass_window_steps: int = 256      # transitions per chain in each of those windows
-    dense_scalars: bool = False       # MCLMC: the windows also set the scalars' correlations (dense 6x6 block)
+    dense_scalars: bool = False       # MCLMC: the windows also set the free scalars' correlations (a dense block)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod

@@ -23,8 +23,8 @@ in the rows of the ``n_scalars`` leading (scalar) coordinates, so the scalars ge
 (``params["scalar_U"]``, ``params["scalar_lam"]``: the eigenvectors and eigenvalues of their correlation
 matrix) and the field keeps its diagonal. ``combine`` starts from ``U = I, Lambda = 1`` (exactly the
 diagonal mass), so the parameters' structure, and the compiled programs, do not change when the windows
-fill them in. Why: the data fix the amplitude b1 sigma8 far better than either (at 16^3 the posterior
-correlation of sigma8 and b1 is -0.7), a ridge a diagonal mass cannot follow.
+fill them in. Why: the data fix the amplitude b1 sigma8 far better than either (at 16^3, in an unconverged
+CPU run of 2026-12-02, the posterior correlation of sigma8 and b1 was -0.68), a ridge a diagonal mass cannot follow.
 """
 
 from __future__ import annotations
