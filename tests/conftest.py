@@ -22,6 +22,10 @@ if os.environ.get("JAXPM_TEST_CACHE", "1") != "0" and "JAX_COMPILATION_CACHE_DIR
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu") if os.environ.get("JAXPM_TEST_ON_GPU") is None else None
+if os.environ.get("JAXPM_TEST_ON_GPU") is not None:
+    # pytest-xdist runs several workers on the one GPU: JAX's default preallocation (75 % of the card
+    # per process) leaves the second worker none ("CUDA_ERROR_OUT_OF_MEMORY" while collecting).
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 if os.environ.get("JAXPM_TEST_DEVICES"):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={int(os.environ['JAXPM_TEST_DEVICES'])}")
