@@ -119,10 +119,19 @@ def test_reversibility_returns_the_initial_state():
     assert ex32 < 5e-5 and ep32 < 5e-3, (ex32, ep32)
 
 
+# The two memory tests read XLA's compiled memory on the CPU, as the issue asks, also when the suite runs on
+# a GPU (JAXPM_TEST_ON_GPU): there they failed at these toy sizes on an H100 (2026-12-06; cause not read, the
+# run was cut before its tracebacks). The GPU's own numbers are bench_adjoint.py's at 512^3 (10 and 40 steps:
+# the same 27.9 GiB).
+def _on_cpu():
+    return jax.default_device(jax.devices("cpu")[0])
+
+
 def _temp_bytes(d, steps, autodiff):
     loss = _loss_fn(d, autodiff, steps=steps, rich=False)
-    noise = white_noise(d, 0)
-    compiled = jax.jit(jax.grad(loss)).lower(noise, 0.31, 0.81).compile()
+    with _on_cpu():
+        noise = white_noise(d, 0)
+        compiled = jax.jit(jax.grad(loss)).lower(noise, 0.31, 0.81).compile()
     return compiled.memory_analysis().temp_size_in_bytes
 
 
@@ -150,8 +159,9 @@ def test_adjoint_gradient_memory_against_the_forward_run():
         d = Domain.create(32, 32.0, dtype="float32")
         fwd = lambda noise: simulate(d, BASE, linear_field(d, BASE, noise), a_init=0.1, a_out=[1.0], steps=5,
                                      autodiff="adjoint")[0].dx
-        noise = white_noise(d, 0)
-        ratio = _compiled_bytes(jax.grad(lambda z: jnp.mean(fwd(z) ** 2)), noise) / _compiled_bytes(fwd, noise)
+        with _on_cpu():
+            noise = white_noise(d, 0)
+            ratio = _compiled_bytes(jax.grad(lambda z: jnp.mean(fwd(z) ** 2)), noise) / _compiled_bytes(fwd, noise)
     finally:
         jax.config.update("jax_enable_x64", True)
     assert ratio < 1.8, ratio

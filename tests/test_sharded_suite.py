@@ -16,6 +16,10 @@ def test_sharded_suite(marker):
     """``make test`` runs the sharded tests not marked slow, ``make test-slow`` the slow ones."""
     env = subprocess_env()
     env["JAXPM_TEST_DEVICES"] = "8"
+    # 8 fake CPU devices by design, also when the outer suite runs on a GPU (JAXPM_TEST_ON_GPU): the
+    # multi-GPU runs are benchmarks/bench_distributed.py's
+    env.pop("JAXPM_TEST_ON_GPU", None)
+    env["JAX_PLATFORMS"] = "cpu"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marker, "tests/sharded"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     tail = (proc.stdout + proc.stderr)[-6000:]
