@@ -8,18 +8,15 @@ import sys
 
 import pytest
 
-from helpers import REPO, subprocess_env
+from helpers import REPO, multiprocess_env
 
 
 @pytest.mark.parametrize("marker", ["not slow", pytest.param("slow", marks=pytest.mark.slow)])
 def test_sharded_suite(marker):
     """``make test`` runs the sharded tests not marked slow, ``make test-slow`` the slow ones."""
-    env = subprocess_env()
-    env["JAXPM_TEST_DEVICES"] = "8"
-    # 8 fake CPU devices by design, also when the outer suite runs on a GPU (JAXPM_TEST_ON_GPU): the
-    # multi-GPU runs are benchmarks/bench_distributed.py's
-    env.pop("JAXPM_TEST_ON_GPU", None)
-    env["JAX_PLATFORMS"] = "cpu"
+    # 8 fake CPU devices by design, also when the outer suite runs on a GPU (multiprocess_env drops
+    # JAXPM_TEST_ON_GPU and pins the CPU); the multi-GPU runs are benchmarks/bench_distributed.py's
+    env = multiprocess_env(8, JAXPM_TEST_DEVICES="8")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marker, "tests/sharded"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     tail = (proc.stdout + proc.stderr)[-6000:]
