@@ -77,6 +77,13 @@ CASES = [
 ]
 
 
+# jax 0.11.2's CPU compiler (the GPU host's Python 3.12 image, 8 fake CPU devices) died with a segmentation
+# fault compiling the fast case (2026-12-07; log in benchmarks/results/sharded_suite_gpu-host-cpu_jax0112_*):
+# an XLA crash, which took the rest of the sharded suite with it. jax 0.10.2 (CI, Python 3.11) runs it.
+_XLA_CPU_CRASH = jax.__version_info__[:2] >= (0, 11) and jax.default_backend() == "cpu"
+
+
+@pytest.mark.skipif(_XLA_CPU_CRASH, reason="jax 0.11's CPU compiler segfaults on this program (2026-12-07)")
 @pytest.mark.parametrize("pd, kw, fixed", CASES)
 def test_mock_logdensity_and_gradient_equal_single_device(pd, kw, fixed):
     """Fast case: bias scalars free, synthetic data; slow cases: all six scalars free, at the mock data."""
