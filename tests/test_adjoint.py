@@ -121,7 +121,7 @@ def test_reversibility_returns_the_initial_state():
 
 # The two memory tests read XLA's compiled memory on the CPU, as the issue asks, also when the suite runs on
 # a GPU (JAXPM_TEST_ON_GPU): there they failed at these toy sizes on an H100 (2026-12-06; cause not read, the
-# run was cut before its tracebacks). The GPU's own numbers are bench_adjoint.py's at 512^3 (H100, 10 and
+# run was cut before its tracebacks; compiled for the CPU they pass there, H100 2026-12-07). The GPU's own numbers are bench_adjoint.py's at 512^3 (H100, 10 and
 # 40 steps: the same 27.9 GiB).
 def _on_cpu():
     return jax.default_device(jax.devices("cpu")[0])
