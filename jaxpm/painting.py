@@ -194,6 +194,24 @@ def _scatter(shape, order: int, pos, w, lead=None, channels_last: bool = False):
     return flat.T if stacked and not channels_last else flat
 
 
+# How `_gather` reads a stack (C, M) when it computes values and the position gradient together:
+# True reads each channel as its own (P,) column, False as (P, C) rows, None picks by backend (columns on
+# GPUs, rows elsewhere). Read as rows, the values loop over (P, C) and the gradient over (P,), and XLA's GPU
+# backend splits them into two gathers and writes the per-axis stencils (19 particle-sized arrays) out to
+# feed both (H100, 512^3, jax 0.11.2: 39 ms a backward step of the adjoint, against 11.5 ms for the
+# forward read-out of the same three meshes; benchmarks/tools/profile_adjoint.py). Read as columns, both
+# loop over particles and fuse into one pass; but XLA's CPU backend then writes the C * order^3 per-node
+# columns out (32^3 gradient: compiled memory 1.55x -> 2.07x the forward run's), hence rows there.
+# Both forms give the same numbers (tests/test_painting.py holds them equal).
+GATHER_COLUMNS: bool | None = None
+
+
+def _gather_columns() -> bool:
+    # the default backend, not the one a given jit compiles for: the two coincide unless a user places
+    # a computation on a non-default platform by hand, and either form is then still correct
+    return jax.default_backend() == "gpu" if GATHER_COLUMNS is None else bool(GATHER_COLUMNS)
+
+
 def _axis_nodes(x, order: int, n: int):
     """Per-axis stencil of positions ``x``: a list of ``order`` (index, weight, d weight / dx)."""
     shift, first, coef = _NODES[order]
@@ -219,24 +237,32 @@ def _gather(flat, shape, order: int, pos, value: bool = True, grad_ct=None, grad
     """
     stacked = flat.ndim == 2
     want_grad = grad_ct is not None
+    columns = stacked and value and want_grad and _gather_columns()  # see GATHER_COLUMNS
     axes = [_axis_nodes(pos[:, a], order, shape[a]) for a in range(3)]
-    val = 0.0
+    val = [0.0] * flat.shape[0] if columns else 0.0
     gx = gy = gz = 0.0
     for (ix, wx, dx), (iy, wy, dy), (iz, wz, dz) in itertools.product(*axes):
         idx = (ix * shape[1] + iy) * shape[2] + iz
-        # a stack read as (M, C) rows (transposed once) measured the same on an H200 (512^3: 17.8 ms both)
-        m = flat[:, idx].T if stacked else flat[idx]
-        if value:
-            w = wx * wy * wz
-            val = val + m * (w[:, None] if stacked else w)
+        w = wx * wy * wz
+        if columns:
+            ms = [flat[c, idx] for c in range(flat.shape[0])]
+            val = [v + mc * w for v, mc in zip(val, ms)]
+            sm = sum(mc * grad_ct[:, c] for c, mc in enumerate(ms))
+        else:
+            # a stack read as (M, C) rows (transposed once) measured the same on an H200 (512^3: 17.8 ms both)
+            m = flat[:, idx].T if stacked else flat[idx]
+            if value:
+                val = val + m * (w[:, None] if stacked else w)
+            if want_grad:
+                sm = jnp.sum(m * grad_ct, axis=-1) if stacked else m * grad_ct
         if want_grad:
-            sm = m * grad_ct
-            sm = jnp.sum(sm, axis=-1) if stacked else sm
             if extra is not None:
                 sm = sm + extra_ct * extra[idx]
             gx = gx + sm * dx * wy * wz
             gy = gy + sm * wx * dy * wz
             gz = gz + sm * wx * wy * dz
+    if columns:
+        val = jnp.stack(val, axis=-1)
     grad = None
     if want_grad:
         grad = jnp.stack([gx, gy, gz], axis=-1)

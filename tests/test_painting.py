@@ -149,6 +149,28 @@ def test_node_kernel_gradients_match_the_reference(scheme, dtype):
     _close(vm.reshape(-1), readout(m, pos, scheme), dtype)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_gather_reads_a_stack_as_rows_or_columns_alike(monkeypatch, dtype):
+    # readout_and_grad reads a stack as (P, C) rows on the CPU and as C (P,) columns on GPUs
+    # (painting.GATHER_COLUMNS): both forms must give the same values and gradient
+    import jaxpm.painting as painting
+
+    pos = _positions(n=300, seed=18).astype(dtype)
+    rng = np.random.default_rng(19)
+    ms = jnp.asarray(rng.normal(size=(3,) + SHAPE), dtype)
+    m = jnp.asarray(rng.normal(size=SHAPE), dtype)
+    ct = jnp.asarray(rng.normal(size=(300, 3)), dtype)
+    out = {}
+    for columns in (False, True):
+        monkeypatch.setattr(painting, "GATHER_COLUMNS", columns)
+        out[columns] = [np.asarray(a) for a in readout_and_grad(ms, pos, "tsc", ct, extra=m, extra_weight=2.0)]
+    ref = jax.grad(lambda p: jnp.sum(readout(ms, p, "tsc") * ct) + 2.0 * jnp.sum(readout(m, p, "tsc")))(pos)
+    for a, b in zip(out[False], out[True]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=(1e-12 if dtype == jnp.float64 else 2e-5) * np.abs(a).max())
+    _close(out[True][0], readout(ms, pos, "tsc"), dtype)
+    _close(out[True][1], ref, dtype)
+
+
 def test_node_kernels_second_order_reverse_mode():
     # the custom VJPs' backward passes are plain JAX: reverse-over-reverse works
     pos = _positions(n=40, seed=15)
