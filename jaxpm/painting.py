@@ -199,17 +199,24 @@ def _scatter(shape, order: int, pos, w, lead=None, channels_last: bool = False):
 # GPUs, rows elsewhere). Read as rows, the values loop over (P, C) and the gradient over (P,), and XLA's GPU
 # backend splits them into two gathers and writes the per-axis stencils (19 particle-sized arrays) out to
 # feed both (H100, 512^3, jax 0.11.2: 39 ms a backward step of the adjoint, against 11.5 ms for the
-# forward read-out of the same three meshes; benchmarks/tools/profile_adjoint.py). Read as columns, both
-# loop over particles and fuse into one pass; but XLA's CPU backend then writes the C * order^3 per-node
-# columns out (32^3 gradient: compiled memory 1.55x -> 2.07x the forward run's), hence rows there.
-# Both forms give the same numbers (tests/test_painting.py holds them equal).
+# forward read-out of the same three meshes; benchmarks/tools/profile_adjoint.py). Read as columns, the
+# second gather reads only the three columns, inside the stack of the values: 2LPT + 10 steps' gradient
+# 1625.6 -> 1591.8 ms on one H100 (-3.4 ms a backward step), same memory (benchmarks/README.md, 2026-12-07).
+# XLA's CPU backend writes the C * order^3 per-node columns out instead (32^3 gradient: compiled memory
+# 1.55x -> 2.07x the forward run's), hence rows there. Both forms give the same numbers
+# (tests/test_painting.py holds them equal).
 GATHER_COLUMNS: bool | None = None
 
 
 def _gather_columns() -> bool:
-    # the default backend, not the one a given jit compiles for: the two coincide unless a user places
-    # a computation on a non-default platform by hand, and either form is then still correct
-    return jax.default_backend() == "gpu" if GATHER_COLUMNS is None else bool(GATHER_COLUMNS)
+    if GATHER_COLUMNS is not None:
+        return bool(GATHER_COLUMNS)
+    # the platform of jax.default_device if one is set (the memory tests compile for the CPU on a GPU
+    # host that way), else the default backend; a computation placed elsewhere by hand gets the other
+    # form, which gives the same numbers
+    dev = jax.config.jax_default_device
+    platform = jax.default_backend() if dev is None else getattr(dev, "platform", str(dev))
+    return platform in ("gpu", "cuda", "rocm")
 
 
 def _axis_nodes(x, order: int, n: int):
