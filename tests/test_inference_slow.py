@@ -9,8 +9,8 @@ true delta_L follows the Kaiser Wiener prediction on large scales (k < 0.1 h/Mpc
 Results (converged or not) are written to ``benchmarks/results/inference_slow_<UTC time>.json``, and while
 sampling once a minute (``"status": "running"``), so that a run killed from outside leaves its numbers.
 On one H100 (2026-12-07, 8 chains, float64, the card shared with the test suite): compilation ~150 s, the
-two warm-ups 8 s, then 1.1 s per chunk of 16 draws (128 MCLMC steps of 8 chains); the 2-core CPU takes
-~25 s per chunk of 4 chains.
+two warm-ups 8 s, then 1.1 s per chunk of 16 draws (128 MCLMC steps of 8 chains); one core of the 2-core
+CPU takes ~25 s per chunk of 4 chains.
 Seeds: ``INFERENCE_SLOW_SEEDS`` (default "0,1,2"); chains: ``INFERENCE_SLOW_CHAINS`` (default 4; on a GPU 8
 chains cost about as much wall time as 4). The seeds lower to the same program per piece (the data are
 an argument), so with ``JAX_COMPILATION_CACHE_DIR`` set later seeds can load the first one's
