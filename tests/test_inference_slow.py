@@ -12,7 +12,7 @@ On one H100 (2026-12-07, 8 chains, float64, the card shared with the test suite)
 two warm-ups 8 s, then 1.1 s per chunk of 16 draws (128 MCLMC steps of 8 chains); one core of the 2-core
 CPU takes ~25 s per chunk of 4 chains.
 Seeds: ``INFERENCE_SLOW_SEEDS`` (default "0,1,2"); chains: ``INFERENCE_SLOW_CHAINS`` (default 4; on a GPU 8
-chains cost about as much wall time as 4). The seeds lower to the same program per piece (the data are
+chains cost about as much wall time as 4); MCLMC's pilot: ``INFERENCE_SLOW_PILOT`` (see PILOT). The seeds lower to the same program per piece (the data are
 an argument), so with ``JAX_COMPILATION_CACHE_DIR`` set later seeds can load the first one's
 compilation (not yet timed). On a GPU set
 ``JAXPM_TEST_ON_GPU=1``: ``tests/conftest.py`` otherwise pins JAX to the CPU (a GPU run without it, on
@@ -41,8 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [int(s) for s in os.environ.get("INFERENCE_SLOW_SEEDS", "0,1,2").split(",")]
 BUDGET = float(os.environ.get("INFERENCE_SLOW_BUDGET_S", "3600"))
 CHAINS = int(os.environ.get("INFERENCE_SLOW_CHAINS", "4"))
+# MCLMC's L = 0.4 * (pilot / 2) * eps (the reference's rule, pilot 1000 there). The CPU runs measured sigma8 at
+# 1540-2940 gradients per effective sample, i.e. an autocorrelation of 770-1470 steps, for which the rule asks
+# pilot ~1500-3000 (INFERENCE_SLOW_PILOT; unset keeps the reference's)
+PILOT = os.environ.get("INFERENCE_SLOW_PILOT")
 RESULTS = ROOT / "benchmarks" / "results" / f"inference_slow_{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H%M}.json"
-_record = {"seeds": {}, "budget_s_per_seed": BUDGET, "versions": versions(), "device": device_info()}
+_record = {"seeds": {}, "budget_s_per_seed": BUDGET, "chains": CHAINS, "pilot_evals_per_ess": float(PILOT or 1000), "versions": versions(), "device": device_info()}
 
 
 def _rows(d, names, truth):
@@ -65,7 +69,8 @@ def test_posterior_covers_truth_at_32cubed(seed):
     cfg = InferConfig.from_mapping(dict(particles=32, box=160.0, dtype="float64", seed=seed, sampler="mclmc",
                                         chains=CHAINS, warmup=1024, field_warmup=1024, burn_in=64, thinning=8,
                                         chunk=16, samples=16 * 1000,
-                                        sampler_seed=seed + 10)).validate()
+                                        sampler_seed=seed + 10,
+                                        **({"pilot_evals_per_ess": float(PILOT)} if PILOT else {}))).validate()
     model = cfg.model()
     truth = {k: float(v) for k, v in cfg.truth.items()}
     mock = model.mock(truth, seed)
