@@ -11,6 +11,9 @@ sampling once a minute (``"status": "running"``), so that a run killed from outs
 On one H100 (2026-12-07, 8 chains, float64, the card shared with the test suite): compilation ~150 s, the
 two warm-ups 8 s, then 1.1 s per chunk of 16 draws (128 MCLMC steps of 8 chains); one core of the 2-core
 CPU takes ~25 s per chunk of 4 chains.
+Run folders: with ``INFERENCE_SLOW_RUN_DIR`` set, each seed samples in ``<dir>/seed<s>_chains<n>_pilot<p>`` and a
+later call resumes it from its last checkpoint (the runner's exact resume) with a fresh budget, so that a
+validation can accumulate over several device calls or sessions; unset, a temporary folder is used.
 Seeds: ``INFERENCE_SLOW_SEEDS`` (default "0,1,2"); chains: ``INFERENCE_SLOW_CHAINS`` (default 4; on a GPU 8
 chains cost about as much wall time as 4); MCLMC's pilot: ``INFERENCE_SLOW_PILOT`` (see PILOT). The seeds lower to the same program per piece (the data are
 an argument), so with ``JAX_COMPILATION_CACHE_DIR`` set later seeds can load the first one's
@@ -22,7 +25,9 @@ compilation (not yet timed). On a GPU set
     JAXPM_TEST_ON_GPU=1 INFERENCE_SLOW_CHAINS=8 JAX_COMPILATION_CACHE_DIR=/tmp/jaxcache make test-slow PYTEST_ARGS=tests/test_inference_slow.py
 """
 
+import contextlib
 import datetime as _dt
+import json
 import os
 import tempfile
 import time
@@ -45,6 +50,7 @@ CHAINS = int(os.environ.get("INFERENCE_SLOW_CHAINS", "4"))
 # 1540-2940 gradients per effective sample, i.e. an autocorrelation of 770-1470 steps, for which the rule asks
 # pilot ~1500-3000 (INFERENCE_SLOW_PILOT; unset keeps the reference's)
 PILOT = os.environ.get("INFERENCE_SLOW_PILOT")
+RUN_DIR = os.environ.get("INFERENCE_SLOW_RUN_DIR")
 RESULTS = ROOT / "benchmarks" / "results" / f"inference_slow_{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H%M}.json"
 _record = {"seeds": {}, "budget_s_per_seed": BUDGET, "chains": CHAINS, "pilot_evals_per_ess": float(PILOT or 1000), "versions": versions(), "device": device_info()}
 
@@ -85,16 +91,24 @@ def test_posterior_covers_truth_at_32cubed(seed):
             save_json(RESULTS, _record)
         return _converged(d, model.names)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        runner = Runner(model, np.asarray(mock["obs"]), cfg.run_spec(), tmp, truth=truth)
-        res = runner.run(stop_when=stop_when, time_budget_s=BUDGET)
+    with contextlib.ExitStack() as stack:
+        if RUN_DIR:
+            out = Path(RUN_DIR) / f"seed{seed}_chains{CHAINS}_pilot{float(PILOT or 1000):g}"
+        else:
+            out = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        spent = 0.0  # the runner's budget counts warm-up and sampling over all calls; this call gets BUDGET more
+        if (out / "checkpoint.json").exists():
+            t = json.loads((out / "checkpoint.json").read_text())["timings"]
+            spent = t.get("warmup_s", 0.0) + t.get("sampling_s", 0.0)
+        runner = Runner(model, np.asarray(mock["obs"]), cfg.run_spec(), out, truth=truth)
+        res = runner.run(resume=spent > 0, stop_when=stop_when, time_budget_s=spent + BUDGET)
     d = res["draws"]
     rows = _rows(d, model.names, truth)
     sp = field_spectra(model, res["mean_field"].mean(0), [], np.asarray(mock["init_mesh"]), truth)
     large = sp["k"] < 0.1
     conv = _converged(d, model.names)
     _record["seeds"][seed] = {"converged": conv, "draws_per_chain": int(d["scalars"].shape[1]), "parameters": rows,
-                              "n_grads": float(d["n_grads"].sum()), "timings": res["timings"], "alarms": res["alarms"][:10],
+                              "n_grads": float(d["n_grads"].sum()), "timings": res["timings"], "resumed_after_s": spent, "alarms": res["alarms"][:10],
                               "k": sp["k"].tolist(), "r_mean": sp["r_mean"].tolist(), "r_wiener": sp["r_wiener"].tolist()}
     save_json(RESULTS, _record)
     if not conv:
