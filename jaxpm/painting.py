@@ -201,7 +201,8 @@ def _scatter(shape, order: int, pos, w, lead=None, channels_last: bool = False):
 # feed both (H100, 512^3, jax 0.11.2: 39 ms a backward step of the adjoint, against 11.5 ms for the
 # forward read-out of the same three meshes; benchmarks/tools/profile_adjoint.py). Read as columns, the
 # second gather reads only the three columns, inside the stack of the values: 2LPT + 10 steps' gradient
-# 1625.6 -> 1591.8 ms on one H100 (-3.4 ms a backward step), same memory (benchmarks/README.md, 2026-12-07).
+# 1625.6 -> 1591.8 ms on one H100 (-3.4 ms a backward step), same memory; with the barrier below, one
+# gather: 1475.1 ms, 21.9 GiB (benchmarks/README.md, 2026-12-07).
 # XLA's CPU backend writes the C * order^3 per-node columns out instead (32^3 gradient: compiled memory
 # 1.55x -> 2.07x the forward run's), hence rows there. Both forms give the same numbers
 # (tests/test_painting.py holds them equal).
@@ -269,6 +270,11 @@ def _gather(flat, shape, order: int, pos, value: bool = True, grad_ct=None, grad
             gy = gy + sm * wx * dy * wz
             gz = gz + sm * wx * wy * dz
     if columns:
+        # the values' columns and the gradient's leave the node sum together, so that XLA can compute
+        # them in one multi-output loop: stacked first, the values' gather was fused into the stack and
+        # the per-axis stencils written out to feed both. H100, 512^3, 2LPT + 10 steps' adjoint gradient:
+        # 1592.3 -> 1475.1 ms and 27.9 -> 21.9 GiB (benchmarks/README.md, 2026-12-07 11:33)
+        val, gx, gy, gz = jax.lax.optimization_barrier((val, gx, gy, gz))
         val = jnp.stack(val, axis=-1)
     grad = None
     if want_grad:
