@@ -15,7 +15,8 @@ Run folders: with ``INFERENCE_SLOW_RUN_DIR`` set, each seed samples in ``<dir>/s
 later call resumes it from its last checkpoint (the runner's exact resume) with a fresh budget, so that a
 validation can accumulate over several device calls or sessions; unset, a temporary folder is used.
 Seeds: ``INFERENCE_SLOW_SEEDS`` (default "0,1,2"); chains: ``INFERENCE_SLOW_CHAINS`` (default 4; on a GPU 8
-chains cost about as much wall time as 4); MCLMC's pilot: ``INFERENCE_SLOW_PILOT`` (see PILOT). The seeds lower to the same program per piece (the data are
+chains cost about as much wall time as 4, but R-hat < 1.01 needs chain length, ~6000 draws per chain at 32^3,
+whatever the number of chains); MCLMC's pilot: ``INFERENCE_SLOW_PILOT`` (see PILOT). The seeds lower to the same program per piece (the data are
 an argument), so with ``JAX_COMPILATION_CACHE_DIR`` set later seeds can load the first one's
 compilation (not yet timed). On a GPU set
 ``JAXPM_TEST_ON_GPU=1``: ``tests/conftest.py`` otherwise pins JAX to the CPU (a GPU run without it, on
@@ -46,9 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [int(s) for s in os.environ.get("INFERENCE_SLOW_SEEDS", "0,1,2").split(",")]
 BUDGET = float(os.environ.get("INFERENCE_SLOW_BUDGET_S", "3600"))
 CHAINS = int(os.environ.get("INFERENCE_SLOW_CHAINS", "4"))
-# MCLMC's L = 0.4 * (pilot / 2) * eps (the reference's rule, pilot 1000 there). The CPU runs measured sigma8 at
-# 1540-2940 gradients per effective sample, i.e. an autocorrelation of 770-1470 steps, for which the rule asks
-# pilot ~1500-3000 (INFERENCE_SLOW_PILOT; unset keeps the reference's)
+# MCLMC's L = 0.4 * (pilot / 2) * eps (the reference's rule, pilot 1000 there; unset keeps it). Pilot 3000 was
+# tried for seed 0 on the CPU: sigma8's ESS at equal draws was 1/2 to 1/6 of pilot 1000's (benchmarks/README.md)
 PILOT = os.environ.get("INFERENCE_SLOW_PILOT")
 RUN_DIR = os.environ.get("INFERENCE_SLOW_RUN_DIR")
 RESULTS = ROOT / "benchmarks" / "results" / f"inference_slow_{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H%M}.json"
