@@ -15,8 +15,8 @@ Run folders: with ``INFERENCE_SLOW_RUN_DIR`` set, each seed samples in ``<dir>/s
 later call resumes it from its last checkpoint (the runner's exact resume) with a fresh budget, so that a
 validation can accumulate over several device calls or sessions; unset, a temporary folder is used.
 Seeds: ``INFERENCE_SLOW_SEEDS`` (default "0,1,2"); chains: ``INFERENCE_SLOW_CHAINS`` (default 4; on a GPU 8
-chains cost about as much wall time as 4, but R-hat < 1.01 needs chain length, ~6000 draws per chain at 32^3,
-whatever the number of chains); MCLMC's pilot: ``INFERENCE_SLOW_PILOT`` (see PILOT). The seeds lower to the same program per piece (the data are
+chains cost about as much wall time as 4, but R-hat < 1.01 needs chain length whatever the number of chains: seed 0
+converged at 6032 draws per chain); MCLMC's pilot: ``INFERENCE_SLOW_PILOT`` (see PILOT). The seeds lower to the same program per piece (the data are
 an argument), so with ``JAX_COMPILATION_CACHE_DIR`` set later seeds can load the first one's
 compilation (not yet timed). On a GPU set
 ``JAXPM_TEST_ON_GPU=1``: ``tests/conftest.py`` otherwise pins JAX to the CPU (a GPU run without it, on
