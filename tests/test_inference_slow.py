@@ -6,7 +6,7 @@ Per seed, chunks run until R-hat < 1.01 and ESS >= 200 for every scalar, or unti
 (``INFERENCE_SLOW_BUDGET_S`` seconds per seed, default 3600) is spent. Then, if converged: the posteriors
 of Omega_m, sigma8 and b1 contain the truth within 2 sigma, and the posterior mean field's r(k) with the
 true delta_L follows the Kaiser Wiener prediction on large scales (k < 0.1 h/Mpc, within 0.05).
-Results (converged or not) are written to ``benchmarks/results/inference_slow_<UTC time>.json``, and while
+Results (converged or not) are written to ``benchmarks/results/inference_slow_<UTC time>_seeds<s>.json``, and while
 sampling once a minute (``"status": "running"``), so that a run killed from outside leaves its numbers.
 On one H100 (2026-12-07, 8 chains, float64, the card shared with the test suite): compilation ~150 s, the
 two warm-ups 8 s, then 1.1 s per chunk of 16 draws (128 MCLMC steps of 8 chains); one core of the 2-core
@@ -51,7 +51,9 @@ CHAINS = int(os.environ.get("INFERENCE_SLOW_CHAINS", "4"))
 # tried for seed 0 on the CPU: sigma8's ESS at equal draws was 1/2 to 1/6 of pilot 1000's (benchmarks/README.md)
 PILOT = os.environ.get("INFERENCE_SLOW_PILOT")
 RUN_DIR = os.environ.get("INFERENCE_SLOW_RUN_DIR")
-RESULTS = ROOT / "benchmarks" / "results" / f"inference_slow_{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H%M}.json"
+# seeds in the name: runs of single seeds started side by side in the same minute must not share a file
+RESULTS = ROOT / "benchmarks" / "results" / (f"inference_slow_{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H%M}"
+                                             f"_seeds{'-'.join(map(str, SEEDS))}.json")
 _record = {"seeds": {}, "budget_s_per_seed": BUDGET, "chains": CHAINS, "pilot_evals_per_ess": float(PILOT or 1000), "versions": versions(), "device": device_info()}
 
 
