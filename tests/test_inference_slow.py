@@ -18,7 +18,8 @@ Seeds: ``INFERENCE_SLOW_SEEDS`` (default "0,1,2"); chains: ``INFERENCE_SLOW_CHAI
 chains cost about as much wall time as 4, but R-hat < 1.01 needs chain length whatever the number of chains: seed 0
 converged at 6032 draws per chain); MCLMC's pilot: ``INFERENCE_SLOW_PILOT`` (see PILOT). The seeds lower to the same program per piece (the data are
 an argument), so with ``JAX_COMPILATION_CACHE_DIR`` set later seeds can load the first one's
-compilation (not yet timed). On a GPU set
+compilation (on an H100 a cache from an earlier job did not
+shorten a fresh seed's ~145 s measurably, benchmarks/README.md 15:22). On a GPU set
 ``JAXPM_TEST_ON_GPU=1``: ``tests/conftest.py`` otherwise pins JAX to the CPU (a GPU run without it, on
 2026-12-02, spent its budget on the CPU: 148 s for the 1024 field warm-up steps at 32^3;
 ``benchmarks/results/inference_slow_gpu-host-cpu_2026-12-02.log``), e.g.
