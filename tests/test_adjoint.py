@@ -65,6 +65,7 @@ def test_adjoint_matches_finite_differences():
         assert abs(float(g[i]) / float(fd) - 1) < 1e-4
 
 
+@pytest.mark.slow  # make test under 20 minutes: float64 equality (above) holds the adjoint; this checks float32 rounding
 def test_adjoint_in_float32_is_close_to_autodiff():
     # pmwd reports an adjoint-vs-autodiff RMS of 2.7e-3 of the gradient's std in float32
     jax.config.update("jax_enable_x64", False)
@@ -105,6 +106,7 @@ def _forward_then_back(d, steps):
             float(jnp.sqrt(jnp.mean((s_back.p - s0.p) ** 2)) / jnp.sqrt(jnp.mean(s0.p**2))))
 
 
+@pytest.mark.slow  # make test under 20 minutes: the adjoint's gradient equalities depend on this reversal
 def test_reversibility_returns_the_initial_state():
     # 32^3 in 128 Mpc/h, a = 0.02 -> 1 -> 0.02 in 20 steps (non-linear at a = 1);
     # error in units of the rms distance travelled (dx) and of the initial momenta (p)
@@ -135,6 +137,7 @@ def _temp_bytes(d, steps, autodiff):
     return compiled.memory_analysis().temp_size_in_bytes
 
 
+@pytest.mark.slow  # make test under 20 minutes: test_adjoint_gradient_memory_against_the_forward_run stays
 def test_adjoint_memory_does_not_grow_with_steps():
     d = Domain.create(16, 64.0, dtype="float64")
     m5, m40 = _temp_bytes(d, 5, "adjoint"), _temp_bytes(d, 40, "adjoint")

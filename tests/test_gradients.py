@@ -21,7 +21,9 @@ def _loss(noise, om, s8, paint, stepper="fastpm"):
     return jnp.sum(W_MESH * rho) + jnp.sum(W_P * snaps[0].p) * 1e-2
 
 
-@pytest.mark.parametrize("paint, stepper", [("tsc", "fastpm"), ("cic", "fastpm"), ("tsc", "leapfrog")])
+@pytest.mark.parametrize("paint, stepper", [("tsc", "fastpm"),  # the other two with -m slow (make test under 20 minutes)
+                                            pytest.param("cic", "fastpm", marks=pytest.mark.slow),
+                                            pytest.param("tsc", "leapfrog", marks=pytest.mark.slow)])
 def test_gradient_matches_central_finite_differences(paint, stepper):
     noise = white_noise(D, 7)
     args = (noise, 0.31, 0.81)

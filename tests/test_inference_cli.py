@@ -78,7 +78,8 @@ def _table(path):
     np.savetxt(path, np.column_stack([k, pk]))
 
 
-@pytest.mark.parametrize("power", ["eisenstein_hu", "table", "cosmopower"])
+@pytest.mark.parametrize("power", ["eisenstein_hu",  # the providers themselves: tests/test_power_providers.py
+                                   pytest.param("table", marks=pytest.mark.slow), pytest.param("cosmopower", marks=pytest.mark.slow)])
 def test_cli_mock_with_each_power_provider(tmp_path, power):
     if power == "cosmopower" and importlib.util.find_spec("cosmopower_jax") is None:
         pytest.skip("cosmopower_jax is not installed")

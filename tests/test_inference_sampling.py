@@ -264,6 +264,7 @@ def test_pooled_covariance_counts_the_spread_between_chains():
     assert np.all(np.diag(got) > 2.0 * x.var(axis=1).mean(axis=0))  # more than the mean within-chain variance
 
 
+@pytest.mark.slow  # make test under 20 minutes: the windows use the pooled estimate held by the test above
 def test_scalar_mass_windows_restore_a_too_small_inverse_mass(tmp_path):
     """MCLMC with the scalars' inverse-mass entries 100x too small (what a tuner that saw a slow coordinate
     for less than its autocorrelation time leaves): two pooled windows bring them back to within a factor 3
