@@ -18,6 +18,10 @@ Writes ``benchmarks/results/samplers_<device>_<UTC time>.json``. Example (one H2
 
     python benchmarks/bench_samplers.py --samplers mclmc --budget 420
     python benchmarks/bench_samplers.py --samplers nuts --budget 420 --chains 8 --warmup 256 --thinning 1
+
+A run longer than one job: ``--keep DIR`` in the first, the same arguments + ``--resume`` in the next (the
+runner's exact resume; each job adds --budget seconds; the time to --ess-target is kept from the job that
+reached it; each job writes its own JSON, the last one holding all draws).
 """
 
 from __future__ import annotations
@@ -81,14 +85,19 @@ def main(argv=None):
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--keep", default=None,
                    help="keep each sampler's run folder (chains, summary, figures) under KEEP/<sampler> (default: a temporary one)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run folders under --keep from their checkpoints (a run longer than one job), with "
+                        "--budget more seconds; same arguments as the first job; a sampler without a folder starts fresh")
     args = p.parse_args(argv)
+    if args.resume and not args.keep:
+        p.error("--resume needs --keep (the folder holding the run folders to continue)")
     if args.run_ess is not None and args.run_ess < args.ess_target:
         p.error(f"--run-ess {args.run_ess} is below --ess-target {args.ess_target}")
     for name in args.samplers.split(","):  # before any compilation
         if name not in DEFAULTS:
             p.error(f"--samplers: unknown sampler {name!r} (one of {', '.join(DEFAULTS)})")
-        if args.keep and (Path(args.keep) / name).exists():
-            p.error(f"--keep: {Path(args.keep) / name} exists; choose another folder (nothing is overwritten)")
+        if args.keep and (Path(args.keep) / name).exists() and not args.resume:
+            p.error(f"--keep: {Path(args.keep) / name} exists; choose another folder or --resume (nothing is overwritten)")
 
     import jax
 
@@ -132,7 +141,15 @@ def main(argv=None):
         t_mock = time.perf_counter() - t0
         names = model.names
         i_s8 = names.index("sigma8")
-        reached = {}
+        folder = Path(args.keep) / name if args.keep else None
+        ckpt = folder / "checkpoint.json" if folder else None
+        resume = bool(args.resume and ckpt.exists())
+        spent = 0.0  # warm-up + sampling seconds of earlier jobs (the runner's timings carry over in the checkpoint)
+        if resume:
+            t = json.loads(ckpt.read_text())["timings"]
+            spent = t.get("warmup_s", 0.0) + t.get("sampling_s", 0.0)
+        target_file = folder / "time_to_target.json" if folder else None
+        reached = json.loads(target_file.read_text()) if resume and target_file.exists() else {}
         run_ess = args.ess_target if args.run_ess is None else args.run_ess
         live = {}  # the runner, once built: its timings so far give the time to the target
 
@@ -144,16 +161,19 @@ def main(argv=None):
             if e >= args.ess_target and "time_s" not in reached:
                 t = live["runner"].timings
                 reached.update(ess=e, draws=int(d["scalars"].shape[1]), time_s=t.get("warmup_s", 0.0) + t.get("sampling_s", 0.0))
+                if target_file is not None:  # a resumed job keeps the first job's time to the target
+                    save_json(target_file, reached)
             return e >= run_ess or late
 
-        folder = contextlib.nullcontext(str(Path(args.keep) / name)) if args.keep else tempfile.TemporaryDirectory()
-        with folder as tmp:
+        with contextlib.nullcontext(str(folder)) if folder else tempfile.TemporaryDirectory() as tmp:
             runner = Runner(model, obs, cfg.run_spec(), Path(tmp), log=lambda s: print(f"[{name}] {s}", flush=True),
                             truth=cfg.truth)
             live["runner"] = runner
             ms_grad = _gradient_ms(runner, model, args.chains)
             print(f"[{name}] one gradient of the log-density, {args.chains} chains vmapped: {ms_grad:.2f} ms", flush=True)
-            res = runner.run(stop_when=stop_when, time_budget_s=args.budget)
+            if resume:
+                print(f"[{name}] resuming {folder} after {spent:.0f} s of warm-up + sampling", flush=True)
+            res = runner.run(resume=resume, stop_when=stop_when, time_budget_s=spent + args.budget)
             try:
                 summary = write_outputs(Path(tmp), cfg, model, res, cfg.truth, np.asarray(mock["init_mesh"]),
                                         log=lambda s: None)
@@ -175,7 +195,7 @@ def main(argv=None):
         voxels |= {"ess_median": float(np.median(voxels["ess"])), "n_rhat_above_1.01": int(np.sum(np.array(voxels["rhat"]) > 1.01)),
                    "n": len(voxels["ess"])}
         row = {
-            "dim": model.dim, "chains": args.chains, "warmup": warm, "field_warmup": field_warm, "thinning": thin, "burn_in_draws": burn,
+            "dim": model.dim, "resumed_after_s": spent if resume else None, "chains": args.chains, "warmup": warm, "field_warmup": field_warm, "thinning": thin, "burn_in_draws": burn,
             "draws_per_chain": int(res["draws"]["scalars"].shape[1]),
             "evals_per_ess": {g: s["groups"][g]["evals_per_ess"] for g in ("cosmo", "bias", "field")},
             "ess": {g: s["groups"][g]["ess"] for g in ("cosmo", "bias", "field")},
