@@ -36,9 +36,10 @@ def _loss_fn(d, autodiff, steps=5, stepper="fastpm", rich=True):
 
 @pytest.mark.parametrize("stepper", ["fastpm", pytest.param("leapfrog", marks=pytest.mark.slow)])
 def test_adjoint_equals_autodiff_in_float64(stepper):
+    # the rich loss (two snapshots, P(k)): the adjoint's cotangents injected at an intermediate output
     d = Domain.create(16, 64.0, dtype="float64")
     noise = white_noise(d, 1)
-    grads = {ad: jax.jit(jax.grad(_loss_fn(d, ad, stepper=stepper, rich=False), argnums=(0, 1, 2)))(noise, 0.31, 0.81)
+    grads = {ad: jax.jit(jax.grad(_loss_fn(d, ad, stepper=stepper), argnums=(0, 1, 2)))(noise, 0.31, 0.81)
              for ad in ("store", "adjoint")}
     ref, adj = grads["store"], grads["adjoint"]
     assert float(jnp.sqrt(jnp.mean((adj[0] - ref[0]) ** 2)) / jnp.std(ref[0])) < 1e-8
@@ -46,7 +47,8 @@ def test_adjoint_equals_autodiff_in_float64(stepper):
         assert abs(float(adj[i]) / float(ref[i]) - 1) < 1e-8
 
 
-def test_adjoint_matches_finite_differences():
+@pytest.mark.slow  # make test under 20 minutes: the float64 equality with autodiff (above, same loss) holds the
+def test_adjoint_matches_finite_differences():  # adjoint, and test_gradients holds autodiff to finite differences
     d = Domain.create(16, 64.0, dtype="float64")
     noise = white_noise(d, 2)
     loss = jax.jit(_loss_fn(d, "adjoint"))
