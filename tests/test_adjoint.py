@@ -47,8 +47,10 @@ def test_adjoint_equals_autodiff_in_float64(stepper):
         assert abs(float(adj[i]) / float(ref[i]) - 1) < 1e-8
 
 
-@pytest.mark.slow  # make test under 20 minutes: the float64 equality with autodiff (above, same loss) holds the
-def test_adjoint_matches_finite_differences():  # adjoint, and test_gradients holds autodiff to finite differences
+# -m slow to keep make test under 20 minutes: the float64 equality with autodiff (above, same loss) holds the
+# adjoint in the default suite, and tests/test_gradients.py holds autodiff to finite differences
+@pytest.mark.slow
+def test_adjoint_matches_finite_differences():
     d = Domain.create(16, 64.0, dtype="float64")
     noise = white_noise(d, 2)
     loss = jax.jit(_loss_fn(d, "adjoint"))
