@@ -23,7 +23,9 @@ run: $(STAMP)
 # compilation, which is single-threaded. Measured on the 2-core VM, 2026-12-02: one worker 27.8 min; two
 # workers 14.9, 19.4 (xdist's own file order) and 18.7 min (this order); --dist worksteal 18.0 min.
 # The spread is the VM's (user time 26-33 min). Later the suite grew to 26.8 min (2026-12-07, two workers);
-# after moving ~460 s of heavier siblings to -m slow, 20.0 min (user time 37.7 min). TEST_WORKERS=0: one process.
+# after moving ~460 s of heavier siblings to -m slow, 20.0 min (user time 37.7 min); 2026-12-07 23:05, after two
+# more sharded cases and the adjoint finite-difference test went to -m slow, 15.4 min (user 28.2 min; the
+# sharded suite's subprocess 274 s of it). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
