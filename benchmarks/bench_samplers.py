@@ -202,10 +202,7 @@ def main(argv=None):
             "rhat_max": {g: s["groups"][g]["rhat_max"] for g in ("cosmo", "bias", "field")},
             "ess_sigma8": s["parameters"]["sigma8"]["ess"],
             "parameters": s["parameters"], "field_voxels": voxels,
-            "tuned": {k: (float(v) if np.ndim(v) == 0 else np.asarray(v)[:len(model.free_names())].tolist())
-                      for k, v in runner.params.items() if np.ndim(v) == 0 or (k == "inverse_mass_matrix" and np.ndim(v) == 1)}
-            | {k: np.asarray(v).tolist() for k, v in runner.params.items() if k.startswith("scalar_")}
-            if isinstance(runner.params, dict) else None,  # the scalars' inverse-mass entries (and correlation) only
+            "tuned": _tuned(runner.params, len(model.free_names())),
             "ms_per_gradient_all_chains": ms_grad, "calibration_rounds": t.get("calibration_rounds"),
             "n_grads_sampling": s["n_grads"], "n_grads_warmup": t.get("warmup_grads"),
             "n_grads_burn_in": summary["n_grads_burn_in"],
@@ -220,6 +217,22 @@ def main(argv=None):
                          indent=1), flush=True)
         save_json(out_file, results)  # after every sampler: a killed job keeps what it measured
     print(f"wrote {out_file}")
+
+
+def _tuned(params, n_free):
+    """The tuned scalars of a sampler's parameters for the JSON: step size, L, ..., the scalars' inverse-mass
+    entries (the first ``n_free`` of the diagonal) and correlation, not the field's; per block for
+    NUTS-within-Gibbs (``{"field": {...}, "scalars": {...}}``)."""
+    if not isinstance(params, dict):
+        return None
+    if any(isinstance(v, dict) for v in params.values()):
+        return {k: _tuned(v, n_free if k == "scalars" else 0) for k, v in params.items() if isinstance(v, dict)}
+    import numpy as np
+
+    out = {k: float(v) for k, v in params.items() if np.ndim(v) == 0}
+    if n_free and np.ndim(params.get("inverse_mass_matrix")) == 1:
+        out["inverse_mass_matrix"] = np.asarray(params["inverse_mass_matrix"])[:n_free].tolist()
+    return out | {k: np.asarray(v).tolist() for k, v in params.items() if k.startswith("scalar_")}
 
 
 def _gradient_ms(runner, model, chains, reps=20):

@@ -72,6 +72,13 @@ def _save_npz(path, arrays: dict):
     atomic_write(path, write)
 
 
+def _step_sizes(params):
+    """The tuned step size(s) for the log: one number, or one per block (NUTS-within-Gibbs), not the masses."""
+    if "step_size" in params:
+        return f"{float(params['step_size']):.4g}"
+    return ", ".join(f"{k} {float(v['step_size']):.4g}" for k, v in params.items() if isinstance(v, dict) and "step_size" in v)
+
+
 def pooled_covariance(means, outer_means):
     """Covariance over all chains and steps from per-chain means of x (chains, n) and of x x^T
     (chains, n, n) over equally long windows: E[x x^T] - E[x] E[x]^T of the pooled draws, so the
@@ -261,7 +268,7 @@ class Runner:
             states, params = self._calibrate(states, params)
             states, params = self._scalar_mass(states, params)
             self.log(f"warm-up: {sp.warmup} steps x {sp.chains} chains in {t2 - t1:.1f} s "
-                     f"(+{t1 - t0:.1f} s compilation); step size {float(params['step_size']) if 'step_size' in params else params}")
+                     f"(+{t1 - t0:.1f} s compilation); step size {_step_sizes(params)}")
             shape = (sp.chains,) + self.model.domain.particles
             acc = {"sum": np.zeros(shape), "sumsq": np.zeros(shape), "last": np.zeros(shape), "n_draws": np.zeros(())}
             start = 0
