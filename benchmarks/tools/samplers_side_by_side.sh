@@ -8,7 +8,8 @@
 #   SPECS="nuts:64 hmc:64 mams:256 nutsgibbs:32" DEADLINE=540 OUT=out/ bash benchmarks/tools/samplers_side_by_side.sh
 #
 # SPECS: sampler:warm-up-transitions pairs (short warm-ups: a NUTS transition at 64^3 is up to 1023 gradients of
-# 8 chains, 5.1 ms each on an H100, measured on a shared card); DEADLINE: wall seconds; every run stops sampling at DEADLINE - 20 and writes
+# 8 chains, 5.1 ms each on an H100, measured on a shared card; at 8^3 on the CPU, 2026-12-07, NUTSwG after 32
+# warm-up transitions accepted 1 % with divergences: give it more where the time allows); DEADLINE: wall seconds; every run stops sampling at DEADLINE - 20 and writes
 # its JSON (benchmarks/bench_samplers.py --deadline) into $OUT with its log.
 set -u
 OUT=$(realpath -m "${OUT:-samplers_out}") D=${DEADLINE:-540}
