@@ -25,7 +25,8 @@ run: $(STAMP)
 # The spread is the VM's (user time 26-33 min). Later the suite grew to 26.8 min (2026-12-07, two workers);
 # after moving ~460 s of heavier siblings to -m slow, 20.0 min (user time 37.7 min); 2026-12-07 23:05, after two
 # more sharded cases and the adjoint finite-difference test went to -m slow, 15.4 min (user 28.2 min; the
-# sharded suite's subprocess 274 s of it). TEST_WORKERS=0: one process.
+# sharded suite's subprocess 274 s of it), and 18.6 min (user 34.4 min) in a second run with four more
+# sampler tests: the VM's spread is ~20 %. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
