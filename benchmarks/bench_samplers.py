@@ -108,7 +108,7 @@ def main(argv=None):
     from inference.config import InferConfig
     from inference.diagnostics import ess, group_ess, rhat
     from inference.outputs import write_outputs
-    from inference.runner import Runner
+    from inference.runner import Runner, spent_seconds
     from jaxpm.io import device_info, save_json, versions
 
     results = {"config": vars(args), "reference": REFERENCE, "versions": versions(), "device": device_info(),
@@ -142,12 +142,9 @@ def main(argv=None):
         names = model.names
         i_s8 = names.index("sigma8")
         folder = Path(args.keep) / name if args.keep else None
-        ckpt = folder / "checkpoint.json" if folder else None
-        resume = bool(args.resume and ckpt.exists())
-        spent = 0.0  # warm-up + sampling seconds of earlier jobs (the runner's timings carry over in the checkpoint)
-        if resume:
-            t = json.loads(ckpt.read_text())["timings"]
-            spent = t.get("warmup_s", 0.0) + t.get("sampling_s", 0.0)
+        spent = spent_seconds(folder) if args.resume else None  # warm-up + sampling seconds of earlier jobs
+        resume = spent is not None
+        spent = spent or 0.0
         target_file = folder / "time_to_target.json" if folder else None
         reached = json.loads(target_file.read_text()) if resume and target_file.exists() else {}
         run_ess = args.ess_target if args.run_ess is None else args.run_ess

@@ -72,6 +72,16 @@ def _save_npz(path, arrays: dict):
     atomic_write(path, write)
 
 
+def spent_seconds(out) -> float | None:
+    """Warm-up + sampling seconds (compilation excluded) recorded in the checkpoint of run folder ``out``:
+    what ``Runner.run(time_budget_s=...)`` counts over all the jobs of a resumed run; None without a checkpoint."""
+    ckpt = Path(out) / "checkpoint.json"
+    if not ckpt.exists():
+        return None
+    t = json.loads(ckpt.read_text()).get("timings", {})
+    return t.get("warmup_s", 0.0) + t.get("sampling_s", 0.0)
+
+
 def _step_sizes(params):
     """The tuned step size(s) for the log: one number, or one per block (NUTS-within-Gibbs), not the masses."""
     if "step_size" in params:

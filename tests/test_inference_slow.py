@@ -29,7 +29,6 @@ shorten a fresh seed's ~145 s measurably, benchmarks/README.md 15:22). On a GPU 
 
 import contextlib
 import datetime as _dt
-import json
 import os
 import tempfile
 import time
@@ -41,7 +40,7 @@ import pytest
 from inference.config import InferConfig
 from inference.diagnostics import ess, rhat
 from inference.outputs import field_spectra
-from inference.runner import Runner
+from inference.runner import Runner, spent_seconds
 from jaxpm.io import device_info, save_json, versions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,10 +98,8 @@ def test_posterior_covers_truth_at_32cubed(seed):
             out = Path(RUN_DIR) / f"seed{seed}_chains{CHAINS}_pilot{float(PILOT or 1000):g}"
         else:
             out = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        spent = 0.0  # the runner's budget counts warm-up and sampling over all calls; this call gets BUDGET more
-        if (out / "checkpoint.json").exists():
-            t = json.loads((out / "checkpoint.json").read_text())["timings"]
-            spent = t.get("warmup_s", 0.0) + t.get("sampling_s", 0.0)
+        # the runner's budget counts warm-up and sampling over all calls; this call gets BUDGET more
+        spent = spent_seconds(out) or 0.0
         runner = Runner(model, np.asarray(mock["obs"]), cfg.run_spec(), out, truth=truth)
         res = runner.run(resume=spent > 0, stop_when=stop_when, time_budget_s=spent + BUDGET)
     d = res["draws"]
